@@ -1,0 +1,182 @@
+"""The assets: one partitioned asset per Kubernetes API group, and the 51 tables as catalog entries.
+
+Why groups and not tables: every asset-partition materialization costs Dagster 30-80 ms of
+bookkeeping, so 51 per-table assets would cost seconds per cluster before any data moves. The
+group assets are one subsettable multi-asset, so one op lists a cluster once for all selected groups.
+A run may carry many clusters (a backfill batch); each cluster gets its own materialization and check
+evaluation, and the run fails at the end, naming them, if any cluster failed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetSpec,
+    BackfillPolicy,
+    Failure,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    multi_asset,
+)
+
+from kq_pipeline.checks import ROW_COUNT_CHECK, judge_row_counts, previous_counts
+from kq_pipeline.db.connection import connect
+from kq_pipeline.partitions import clusters_partitions
+from kq_pipeline.refresh import ClusterOutcome, refresh_clusters
+from kq_pipeline.registry import ASSET_GROUPS, TABLES
+from kq_pipeline.resources import FleetDatabase, PollingSettings
+
+ASSET_PREFIX = "kubequery"
+MAX_CLUSTERS_PER_RUN = 25
+MAX_DROP_RATIO = 0.5
+
+GROUP_DESCRIPTIONS = {
+    "core": "Core API (v1) objects, plus events.k8s.io Events",
+    "apps": "apps/v1 workloads: deployments, replica sets, daemon sets, stateful sets",
+    "batch": "batch jobs and cron jobs",
+    "autoscaling": "horizontal pod autoscalers",
+    "networking": "networking.k8s.io: ingresses, ingress classes, network policies",
+    "policy": "policy: pod disruption budgets, pod security policies",
+    "rbac": "rbac.authorization.k8s.io roles, bindings and their rules/subjects",
+    "storage": "storage.k8s.io: storage classes, CSI drivers and nodes, volume attachments",
+    "admissionregistration": "mutating and validating admission webhooks",
+    "discovery": "server version and API resources (discovery)",
+}
+
+
+def group_key(group: str) -> AssetKey:
+    return AssetKey([ASSET_PREFIX, group])
+
+
+KEY_TO_GROUP = {group_key(g): g for g in ASSET_GROUPS}
+
+
+def _column_schema(table: str) -> TableSchema:
+    kinds = {"TEXT": "text", "INTEGER": "integer", "BIGINT": "bigint"}
+    return TableSchema(
+        columns=[
+            TableColumn(name=c.name, type="jsonb" if c.is_json else kinds[c.kq_type]) for c in TABLES[table].columns
+        ]
+    )
+
+
+group_specs = [
+    AssetSpec(
+        group_key(group),
+        description=f"{GROUP_DESCRIPTIONS[group]}. Tables: {', '.join(tables)}.",
+        group_name=ASSET_PREFIX,
+        skippable=True,
+        kinds={"kubernetes", "postgres"},
+        metadata={"tables": MetadataValue.json(list(tables))},
+    )
+    for group, tables in ASSET_GROUPS.items()
+]
+
+row_count_checks = [
+    AssetCheckSpec(
+        ROW_COUNT_CHECK,
+        asset=group_key(group),
+        partitions_def=clusters_partitions,
+        description=(
+            "Per cluster, every table of the group: loaded == extracted, never empty where a live cluster "
+            f"cannot be, and no drop of more than {MAX_DROP_RATIO:.0%} against the previous load."
+        ),
+    )
+    for group in ASSET_GROUPS
+]
+
+table_specs = [
+    AssetSpec(
+        AssetKey(name),
+        deps=[group_key(t.asset_group)],
+        description=f"kubequery table {name} for every cluster (one snapshot per cluster_name).",
+        group_name="tables",
+        kinds={"postgres"},
+        metadata={"dagster/column_schema": _column_schema(name), "dagster/table_name": f"public.{name}"},
+    )
+    for name, t in TABLES.items()
+]
+
+
+def _materialization(group: str, outcome: ClusterOutcome) -> AssetMaterialization:
+    counts = {t: outcome.tables[t].rows_loaded or 0 for t in ASSET_GROUPS[group]}
+    metadata: dict[str, object] = {
+        "dagster/partition_row_count": sum(counts.values()),
+        "cluster": outcome.cluster,
+        "duration_s": round(sum(outcome.tables[t].duration_s for t in ASSET_GROUPS[group]), 3),
+        **counts,
+    }
+    if outcome.server_version:
+        metadata["server_version"] = outcome.server_version
+    notes = {t: outcome.tables[t].note for t in ASSET_GROUPS[group] if outcome.tables[t].note}
+    if notes:
+        metadata["notes"] = MetadataValue.json(notes)
+    return AssetMaterialization(asset_key=group_key(group), partition=outcome.cluster, metadata=metadata)
+
+
+@multi_asset(
+    name="kubequery_snapshot",
+    specs=group_specs,
+    check_specs=row_count_checks,
+    partitions_def=clusters_partitions,
+    can_subset=True,
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MAX_CLUSTERS_PER_RUN),
+    op_tags={"kind": "kubernetes"},
+)
+def kubequery_snapshot(context: AssetExecutionContext, fleet_db: FleetDatabase, polling: PollingSettings):
+    """Extract the selected API groups of every cluster in this run and replace their snapshots."""
+    groups = [KEY_TO_GROUP[k] for k in context.selected_asset_keys if k in KEY_TO_GROUP]
+    tables = [t for g in groups for t in ASSET_GROUPS[g]]
+    clusters = list(context.partition_keys)
+    run_id = context.run.run_id
+    dsn = fleet_db.dsn()
+    t0 = time.perf_counter()
+    context.log.info(f"refreshing {len(clusters)} cluster(s), groups: {', '.join(groups)} ({len(tables)} tables)")
+
+    def progress(outcome: ClusterOutcome, done: int, total: int) -> None:
+        status = "ok" if outcome.ok else f"FAILED ({outcome.error or ', '.join(outcome.failed_tables)})"
+        rows = sum(t.rows_loaded or 0 for t in outcome.tables.values())
+        context.log.info(f"[{done}/{total}] {outcome.cluster}: {rows} rows in {outcome.duration_s:.2f}s, {status}")
+
+    outcomes = refresh_clusters(dsn, clusters, tables, run_id=run_id, settings=polling.settings(), on_done=progress)
+
+    failed: dict[str, str] = {}
+    with connect(dsn) as conn:
+        for outcome in outcomes:
+            previous = previous_counts(conn, outcome.cluster, tables, run_id)
+            for group in groups:
+                group_tables = ASSET_GROUPS[group]
+                if outcome.error or any(not outcome.tables[t].ok for t in group_tables):
+                    failed[outcome.cluster] = outcome.error or "; ".join(
+                        outcome.tables[t].error or "" for t in group_tables if not outcome.tables[t].ok
+                    )
+                    continue
+                yield _materialization(group, outcome)
+                verdict = judge_row_counts(outcome, group_tables, previous, MAX_DROP_RATIO)
+                yield AssetCheckEvaluation(
+                    asset_key=group_key(group),
+                    check_name=ROW_COUNT_CHECK,
+                    partition=outcome.cluster,
+                    passed=verdict.passed,
+                    severity=AssetCheckSeverity.ERROR,
+                    metadata={
+                        "counts": MetadataValue.json(verdict.counts),
+                        "broken_rules": MetadataValue.json(verdict.broken),
+                    },
+                )
+    context.log.info(
+        f"{len(outcomes) - len(failed)}/{len(outcomes)} cluster(s) refreshed in {time.perf_counter() - t0:.2f}s"
+    )
+    if failed:
+        raise Failure(
+            description=f"{len(failed)} of {len(outcomes)} cluster(s) failed: {', '.join(sorted(failed))}",
+            metadata={"failed_clusters": MetadataValue.json(failed)},
+        )

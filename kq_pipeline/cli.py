@@ -1,0 +1,275 @@
+"""`kq`: set up the database, manage the cluster inventory, load clusters, simulate a fleet.
+
+`kq load` materializes the same Dagster assets the UI does, in-process, with its runs recorded in
+the Dagster instance (DAGSTER_HOME, default $KQ_HOME/dagster), so CLI loads show up in the UI.
+User mistakes end in a one-line message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from kq_pipeline.settings import dagster_home, kq_home
+
+USER_ERROR = 2
+
+
+class UserError(Exception):
+    """Raised for bad input; main() prints it without a traceback."""
+
+
+def _connect_with_schema():
+    from kq_pipeline.db.connection import connect, resolve_dsn
+    from kq_pipeline.db.schema import apply_schema
+
+    dsn = resolve_dsn()
+    conn = connect(dsn)
+    apply_schema(conn)
+    return dsn, conn
+
+
+def cmd_db_init(args: argparse.Namespace) -> int:
+    from kq_pipeline.db.connection import masked_dsn
+
+    dsn, conn = _connect_with_schema()
+    conn.close()
+    print(f"schema ready in {masked_dsn(dsn)}")
+    print(f"query it with: psql '{masked_dsn(dsn)}'")
+    return 0
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    from kq_pipeline.db.connection import masked_dsn, resolve_dsn
+
+    print(masked_dsn(resolve_dsn()))
+    return 0
+
+
+def cmd_db_stop(args: argparse.Namespace) -> int:
+    from kq_pipeline.db.embedded import stop_embedded
+
+    stopped = stop_embedded()
+    print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    return 0
+
+
+def cmd_clusters_add(args: argparse.Namespace) -> int:
+    from kq_pipeline import inventory
+
+    if args.file:
+        clusters = inventory.clusters_from_yaml(args.file)
+    elif args.kubeconfig:
+        clusters = inventory.clusters_from_kubeconfig(args.kubeconfig, args.context or None, args.name or None)
+    else:
+        if not args.cluster_name or not args.server:
+            raise UserError("give --kubeconfig PATH, --file clusters.yaml, or NAME --server URL --token-env VAR")
+        clusters = [
+            inventory.Cluster(
+                name=args.cluster_name,
+                server=args.server,
+                token_env=args.token_env,
+                token_file=str(Path(args.token_file).resolve()) if args.token_file else None,
+                ca_file=str(Path(args.ca_file).resolve()) if args.ca_file else None,
+                insecure_skip_tls_verify=args.insecure_skip_tls_verify,
+                extractor=args.extractor,
+                source="cli",
+            )
+        ]
+    if args.extractor != "native" and (args.file or args.kubeconfig):
+        clusters = [inventory.Cluster(**{**c.__dict__, "extractor": args.extractor}) for c in clusters]
+    _, conn = _connect_with_schema()
+    with conn:
+        inventory.upsert_clusters(conn, clusters)
+        _sync_partitions([c.name for c in inventory.active_clusters(conn)])
+    for c in clusters:
+        print(f"added {c.name}  {c.server}  ({c.source}{', context ' + c.context if c.context else ''})")
+    return 0
+
+
+def cmd_clusters_list(args: argparse.Namespace) -> int:
+    from kq_pipeline import inventory
+
+    _, conn = _connect_with_schema()
+    with conn:
+        clusters = inventory.active_clusters(conn)
+    if not clusters:
+        print("no clusters yet: kq clusters add --kubeconfig PATH")
+        return 0
+    width = max(len(c.name) for c in clusters)
+    for c in clusters:
+        auth = f"context {c.context}" if c.context else (f"token env {c.token_env}" if c.token_env else "token file")
+        print(f"{c.name:<{width}}  {c.server:<32}  {c.extractor:<9}  {auth}")
+    return 0
+
+
+def cmd_clusters_remove(args: argparse.Namespace) -> int:
+    from kq_pipeline import inventory
+
+    _, conn = _connect_with_schema()
+    with conn:
+        missing = [n for n in args.names if not inventory.retire_cluster(conn, n)]
+        _sync_partitions([c.name for c in inventory.active_clusters(conn)])
+    for n in args.names:
+        if n not in missing:
+            print(f"removed {n} (its rows stay until deleted; see README)")
+    if missing:
+        raise UserError(f"no such cluster: {', '.join(missing)}")
+    return 0
+
+
+def _sync_partitions(active: Sequence[str]) -> None:
+    from kq_pipeline.partitions import sync_partitions
+
+    sync_partitions(_instance(), active)
+
+
+def _instance():
+    from dagster import DagsterInstance
+
+    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.get()
+
+
+def _contiguous_ranges(keys: Sequence[str], order: Sequence[str]) -> list[tuple[str, str]]:
+    """Group the wanted keys into runs of neighbours in partition order: one Dagster run per range."""
+    wanted = set(keys)
+    ranges: list[tuple[str, str]] = []
+    start: str | None = None
+    prev: str | None = None
+    for key in order:
+        if key in wanted:
+            start = start or key
+            prev = key
+        elif start is not None:
+            ranges.append((start, prev or start))
+            start = None
+    if start is not None:
+        ranges.append((start, prev or start))
+    return ranges
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from dagster import materialize
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from kq_pipeline import inventory
+    from kq_pipeline.assets import kubequery_snapshot
+    from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME
+    from kq_pipeline.report import print_run_report
+    from kq_pipeline.resources import FleetDatabase, PollingSettings
+
+    dsn, conn = _connect_with_schema()
+    with conn:
+        active = [c.name for c in inventory.active_clusters(conn)]
+    if not active:
+        raise UserError("the inventory is empty: add clusters with `kq clusters add --kubeconfig PATH`")
+    wanted = list(dict.fromkeys(args.cluster or active))
+    unknown = [n for n in wanted if n not in active]
+    if unknown:
+        raise UserError(f"not in the inventory: {', '.join(unknown)} (see `kq clusters list`)")
+    instance = _instance()
+    _sync_partitions(active)
+    order = instance.get_dynamic_partitions(CLUSTERS_PARTITIONS_NAME)
+    resources = {
+        "fleet_db": FleetDatabase(),
+        "polling": PollingSettings(cluster_concurrency=args.concurrency),
+    }
+    t0 = time.perf_counter()
+    failed: list[str] = []
+    loaded = 0
+    for start, end in _contiguous_ranges(wanted, order):
+        result = materialize(
+            [kubequery_snapshot],
+            instance=instance,
+            resources=resources,
+            tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        )
+        with inventory_connection(dsn) as conn:
+            ok, bad = print_run_report(conn, result.run_id)
+        loaded += ok
+        failed += bad
+    total = time.perf_counter() - t0
+    print("-" * 78)
+    print(f"{loaded} cluster(s) loaded, {len(failed)} failed{': ' + ', '.join(failed) if failed else ''} in {total:.1f}s")
+    return 1 if failed else 0
+
+
+def inventory_connection(dsn: str):
+    from kq_pipeline.db.connection import connect
+
+    return connect(dsn)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from kq_pipeline.simulator.cli import run_simulate
+
+    return run_simulate(clusters=args.clusters, pods=args.pods, kubeconfig=Path(args.kubeconfig), seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kq", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="the fleet database").add_subparsers(dest="db_command", required=True)
+    db.add_parser("init", help="create or upgrade the schema").set_defaults(func=cmd_db_init)
+    db.add_parser("url", help="print the database URL (password masked)").set_defaults(func=cmd_db_url)
+    db.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_db_stop)
+
+    cl = sub.add_parser("clusters", help="the cluster inventory").add_subparsers(dest="clusters_command", required=True)
+    add = cl.add_parser("add", help="add clusters from a kubeconfig, a YAML file, or flags")
+    add.add_argument("cluster_name", nargs="?", help="cluster name (with --server)")
+    add.add_argument("--kubeconfig", help="add one cluster per context of this kubeconfig")
+    add.add_argument("--context", action="append", help="only this context (repeatable)")
+    add.add_argument("--name", action="append", help="cluster name for each --context (default: from the context)")
+    add.add_argument("--file", help="YAML inventory file (see README)")
+    add.add_argument("--server", help="API server URL, e.g. https://host:6443")
+    add.add_argument("--token-env", help="environment variable that holds the bearer token")
+    add.add_argument("--token-file", help="file that holds the bearer token")
+    add.add_argument("--ca-file", help="CA certificate of the API server")
+    add.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify TLS (logged)")
+    add.add_argument("--extractor", choices=["native", "kubequery"], default="native")
+    add.set_defaults(func=cmd_clusters_add)
+    cl.add_parser("list", help="list active clusters").set_defaults(func=cmd_clusters_list)
+    rm = cl.add_parser("remove", help="retire clusters")
+    rm.add_argument("names", nargs="+")
+    rm.set_defaults(func=cmd_clusters_remove)
+
+    load = sub.add_parser("load", help="refresh clusters now (all active ones unless --cluster is given)")
+    load.add_argument("--cluster", action="append", help="cluster to load (repeatable)")
+    load.add_argument("--concurrency", type=int, default=4, help="clusters polled at once (default 4)")
+    load.set_defaults(func=cmd_load)
+
+    sim = sub.add_parser("simulate", help="serve simulated clusters until stopped")
+    sim.add_argument("--clusters", type=int, default=3)
+    sim.add_argument("--pods", type=int, default=200)
+    sim.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig (one context per cluster)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.set_defaults(func=cmd_simulate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from kq_pipeline.errors import USER_ERRORS
+
+    args = build_parser().parse_args(argv)
+    kq_home().mkdir(parents=True, exist_ok=True)
+    try:
+        return args.func(args)
+    except (UserError, *USER_ERRORS) as exc:
+        print(f"kq: error: {exc}", file=sys.stderr)
+        return USER_ERROR
+    except KeyboardInterrupt:
+        print("kq: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

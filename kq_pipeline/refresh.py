@@ -1,0 +1,196 @@
+"""Refresh clusters: extract every selected table, build typed frames, replace each snapshot.
+
+This is the one code path behind the Dagster assets (and so behind the CLI and the UI). Each
+(cluster, table) snapshot is replaced whole or not at all; a cluster that fails never stops the
+others, and its previous rows stay in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Iterator
+
+import psycopg
+
+from kq_pipeline import inventory
+from kq_pipeline.db.connection import connect
+from kq_pipeline.db.snapshot import record_failed_load, replace_snapshot
+from kq_pipeline.extract.native import extract_cluster
+from kq_pipeline.frames import to_frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TableOutcome:
+    table: str
+    rows_extracted: int | None
+    rows_loaded: int | None
+    rows_rejected: int
+    duration_s: float
+    error: str | None = None
+    note: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ClusterOutcome:
+    cluster: str
+    server: str = ""
+    cluster_uid: str | None = None
+    server_version: str | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    """A failure of the whole cluster (unreachable, bad credentials) rather than of one table."""
+    tables: dict[str, TableOutcome] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(t.ok for t in self.tables.values())
+
+    @property
+    def failed_tables(self) -> list[str]:
+        return [t.table for t in self.tables.values() if not t.ok]
+
+
+@dataclass(frozen=True)
+class RefreshSettings:
+    concurrency: int = 4
+    """Clusters polled at once inside one run."""
+    table_concurrency: int = 4
+    """List calls in flight at once per cluster."""
+    deadline_s: float = 300.0
+    page_limit: int = 500
+    lock_timeout_s: float = 600.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def cluster_lock(conn: psycopg.Connection, cluster: str, timeout_s: float) -> Iterator[None]:
+    """Serialize loads of one cluster across runs and processes (Dagster pools can't: batched runs
+    carry no partition tag). A session-level advisory lock, released however the refresh ends."""
+    deadline = time.monotonic() + timeout_s
+    with conn.cursor() as cur:
+        while True:
+            cur.execute("SELECT pg_try_advisory_lock(hashtextextended('kq-cluster:' || %s, 0))", (cluster,))
+            if cur.fetchone()[0]:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cluster {cluster}: another load still holds its lock after {timeout_s:.0f}s")
+            time.sleep(0.2)
+    try:
+        yield
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(hashtextextended('kq-cluster:' || %s, 0))", (cluster,))
+
+
+def refresh_cluster(
+    dsn: str, name: str, tables: Sequence[str], *, run_id: str | None, settings: RefreshSettings
+) -> ClusterOutcome:
+    started = _now()
+    t0 = time.perf_counter()
+    outcome = ClusterOutcome(cluster=name)
+    with connect(dsn) as conn:
+        conn.autocommit = True
+        cluster = inventory.get_cluster(conn, name)
+        if cluster is None:
+            outcome.error = f"cluster {name} is not in the inventory (removed or never added)"
+            return outcome
+        outcome.server = cluster.server
+        try:
+            with cluster_lock(conn, name, settings.lock_timeout_s):
+                _refresh_locked(conn, cluster, tables, run_id, settings, started, outcome)
+        except Exception as exc:  # one cluster's failure must never stop the others
+            outcome.error = f"cluster {name}: {exc}"
+            log.warning("%s", outcome.error)
+            for table in tables:
+                if table not in outcome.tables:
+                    record_failed_load(conn, table, name, error=outcome.error, run_id=run_id, started_at=started)
+    outcome.duration_s = time.perf_counter() - t0
+    return outcome
+
+
+def _refresh_locked(
+    conn: psycopg.Connection,
+    cluster: inventory.Cluster,
+    tables: Sequence[str],
+    run_id: str | None,
+    settings: RefreshSettings,
+    started: datetime,
+    outcome: ClusterOutcome,
+) -> None:
+    access = inventory.access_for(cluster)
+    extract = extract_cluster(
+        access,
+        cluster.name,
+        tables,
+        concurrency=settings.table_concurrency,
+        deadline_s=settings.deadline_s,
+        page_limit=settings.page_limit,
+    )
+    outcome.cluster_uid = extract.cluster_uid
+    outcome.server_version = (extract.server_version or {}).get("gitVersion")
+    if extract.cluster_uid:
+        inventory.set_cluster_uid(conn, cluster.name, extract.cluster_uid)
+    for table in tables:
+        te = extract.tables[table]
+        t0 = time.perf_counter()
+        if te.rows is None:
+            error = te.error or f"cluster {cluster.name}: table {table}: extraction failed"
+            record_failed_load(conn, table, cluster.name, error=error, run_id=run_id, started_at=started)
+            outcome.tables[table] = TableOutcome(table, None, None, 0, te.duration_s, error=error)
+            continue
+        try:
+            typed = to_frame(table, te.rows, cluster_name=cluster.name)
+            result = replace_snapshot(
+                conn, table, cluster.name, typed, run_id=run_id, started_at=started, rows_extracted=len(te.rows)
+            )
+        except Exception as exc:
+            error = f"cluster {cluster.name}: table {table}: load failed: {exc}"
+            record_failed_load(conn, table, cluster.name, error=error, run_id=run_id, started_at=started)
+            outcome.tables[table] = TableOutcome(table, len(te.rows), None, 0, te.duration_s, error=error)
+            continue
+        outcome.tables[table] = TableOutcome(
+            table,
+            len(te.rows),
+            result.rows_loaded,
+            result.rows_rejected,
+            te.duration_s + (time.perf_counter() - t0),
+            note=te.note,
+        )
+
+
+def refresh_clusters(
+    dsn: str,
+    names: Sequence[str],
+    tables: Sequence[str],
+    *,
+    run_id: str | None,
+    settings: RefreshSettings,
+    on_done: Callable[[ClusterOutcome, int, int], None] | None = None,
+) -> list[ClusterOutcome]:
+    """Refresh several clusters concurrently; `on_done(outcome, done, total)` reports progress."""
+    outcomes: list[ClusterOutcome] = []
+    with ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix="kq-cluster") as pool:
+        futures = {pool.submit(refresh_cluster, dsn, n, tables, run_id=run_id, settings=settings): n for n in names}
+        for fut in as_completed(futures):
+            outcome = fut.result()
+            outcomes.append(outcome)
+            if on_done:
+                on_done(outcome, len(outcomes), len(names))
+    order = {n: i for i, n in enumerate(names)}
+    outcomes.sort(key=lambda o: order[o.cluster])
+    return outcomes
