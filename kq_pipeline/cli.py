@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from kq_pipeline.db.connection import connect
 from kq_pipeline.settings import dagster_home, kq_home
 
 USER_ERROR = 2
@@ -136,34 +137,17 @@ def _instance():
     return DagsterInstance.get()
 
 
-def _contiguous_ranges(keys: Sequence[str], order: Sequence[str]) -> list[tuple[str, str]]:
-    """Group the wanted keys into runs of neighbours in partition order: one Dagster run per range."""
-    wanted = set(keys)
-    ranges: list[tuple[str, str]] = []
-    start: str | None = None
-    prev: str | None = None
-    for key in order:
-        if key in wanted:
-            start = start or key
-            prev = key
-        elif start is not None:
-            ranges.append((start, prev or start))
-            start = None
-    if start is not None:
-        ranges.append((start, prev or start))
-    return ranges
-
-
 def cmd_load(args: argparse.Namespace) -> int:
-    from dagster import materialize
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from kq_pipeline import inventory
-    from kq_pipeline.assets import kubequery_snapshot
+    from kq_pipeline.definitions import defs
     from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME
     from kq_pipeline.report import print_run_report
-    from kq_pipeline.resources import FleetDatabase, PollingSettings
+    from kq_pipeline.schedules import contiguous_ranges, refresh_job
 
+    if args.concurrency < 1:
+        raise UserError("--concurrency must be at least 1")
     dsn, conn = _connect_with_schema()
     with conn:
         active = [c.name for c in inventory.active_clusters(conn)]
@@ -176,36 +160,31 @@ def cmd_load(args: argparse.Namespace) -> int:
     instance = _instance()
     _sync_partitions(active)
     order = instance.get_dynamic_partitions(CLUSTERS_PARTITIONS_NAME)
-    resources = {
-        "fleet_db": FleetDatabase(),
-        "polling": PollingSettings(cluster_concurrency=args.concurrency),
+    job = defs.resolve_job_def(refresh_job.name)
+    run_config = {
+        "resources": {"polling": {"config": {"cluster_concurrency": args.concurrency}}},
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
     }
     t0 = time.perf_counter()
     failed: list[str] = []
     loaded = 0
-    for start, end in _contiguous_ranges(wanted, order):
-        result = materialize(
-            [kubequery_snapshot],
+    for start, end in contiguous_ranges(wanted, order, max_len=len(order)):
+        result = job.execute_in_process(
             instance=instance,
-            resources=resources,
-            tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
+            run_config=run_config,
+            tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end, "kq/reason": "kq load"},
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
-        with inventory_connection(dsn) as conn:
+        with connect(dsn) as conn:
             ok, bad = print_run_report(conn, result.run_id)
         loaded += ok
         failed += bad
-    total = time.perf_counter() - t0
     print("-" * 78)
-    print(f"{loaded} cluster(s) loaded, {len(failed)} failed{': ' + ', '.join(failed) if failed else ''} in {total:.1f}s")
+    summary = f"{loaded} cluster(s) loaded, {len(failed)} failed"
+    if failed:
+        summary += f": {', '.join(failed)}"
+    print(f"{summary} in {time.perf_counter() - t0:.1f}s")
     return 1 if failed else 0
-
-
-def inventory_connection(dsn: str):
-    from kq_pipeline.db.connection import connect
-
-    return connect(dsn)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Everything Dagster loads: the group assets, the table catalog, checks, resources."""
+"""Everything Dagster loads: the group assets, the table catalog, checks, sensor, schedule, resources."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ from dagster import Definitions
 
 from kq_pipeline.assets import kubequery_snapshot, table_specs
 from kq_pipeline.resources import FleetDatabase, PollingSettings
+from kq_pipeline.schedules import fleet_refresh, refresh_job
+from kq_pipeline.sensors import inventory_sensor
 
 defs = Definitions(
     assets=[kubequery_snapshot, *table_specs],
+    jobs=[refresh_job],
+    schedules=[fleet_refresh],
+    sensors=[inventory_sensor],
     resources={"fleet_db": FleetDatabase(), "polling": PollingSettings()},
 )

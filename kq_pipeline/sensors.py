@@ -1,0 +1,73 @@
+"""The inventory sensor: new clusters get a partition and a first load; removed ones are retired.
+
+The cursor holds the names the sensor has already seen, so a cluster counts as new until the sensor
+has requested its first load, even if `kq clusters add` already created its partition. A tick that
+finds the inventory unchanged does one small query and returns a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from kq_pipeline import inventory
+from kq_pipeline.db.connection import connect
+from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME, clusters_partitions
+from kq_pipeline.resources import FleetDatabase
+from kq_pipeline.retire import RETIRE_POLICIES, retire_rows
+from kq_pipeline.schedules import range_run_requests, refresh_job
+
+SENSOR_INTERVAL_S = int(os.environ.get("KQ_SENSOR_INTERVAL_S", "30"))
+
+
+def _retire_policy() -> str:
+    policy = os.environ.get("KQ_RETIRED_ROWS", "keep")
+    if policy not in RETIRE_POLICIES:
+        raise ValueError(f"KQ_RETIRED_ROWS must be one of {RETIRE_POLICIES}, got {policy!r}")
+    return policy
+
+
+@sensor(
+    name="inventory_sensor",
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
+    default_status=DefaultSensorStatus.RUNNING,
+    job=refresh_job,
+    description="Adds a partition and requests a first load for each new cluster; retires removed clusters.",
+)
+def inventory_sensor(context: SensorEvaluationContext, fleet_db: FleetDatabase) -> SensorResult | SkipReason:
+    seen: list[str] = json.loads(context.cursor) if context.cursor else []
+    with connect(fleet_db.dsn()) as conn:
+        inventory_file = inventory.default_inventory_file()
+        if inventory_file is not None:
+            inventory.upsert_clusters(conn, inventory.clusters_from_yaml(inventory_file))
+        active = [c.name for c in inventory.active_clusters(conn)]
+        existing = context.instance.get_dynamic_partitions(CLUSTERS_PARTITIONS_NAME)
+        new = [n for n in active if n not in seen]
+        missing_partitions = [n for n in active if n not in existing]
+        gone = sorted(set(existing) - set(active))
+        if not new and not gone and not missing_partitions and set(seen) <= set(active):
+            return SkipReason(f"inventory unchanged: {len(active)} cluster(s)")
+        policy = _retire_policy()
+        for name in gone:
+            retire_rows(conn, name, policy)
+    order = [n for n in existing if n not in gone] + missing_partitions
+    run_requests: list[RunRequest] = range_run_requests(new, order, reason="first load")
+    context.log.info(f"new: {new}; retired: {gone} (rows: {policy}); {len(run_requests)} run(s) requested")
+    return SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[
+            *([clusters_partitions.build_add_request(missing_partitions)] if missing_partitions else []),
+            *([clusters_partitions.build_delete_request(gone)] if gone else []),
+        ],
+        cursor=json.dumps(sorted(active)),
+    )
+
