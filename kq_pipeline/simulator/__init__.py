@@ -1,0 +1,19 @@
+"""A Kubernetes API server simulator: fleets of read-only clusters over TLS for tests, demos and benchmarks.
+
+Faithful where clients look: discovery, `<Kind>List` paging with consistent continue tokens, 410/429/
+401/403 `Status` bodies, bearer-token and client-certificate auth, and on-demand faults.
+"""
+
+from kq_pipeline.simulator.cluster import SimulatedCluster
+from kq_pipeline.simulator.faults import FaultController
+from kq_pipeline.simulator.fleet import Fleet, serve_fleet
+from kq_pipeline.simulator.process import FleetProcess, serve_fleet_process
+
+__all__ = [
+    "FaultController",
+    "Fleet",
+    "FleetProcess",
+    "SimulatedCluster",
+    "serve_fleet",
+    "serve_fleet_process",
+]

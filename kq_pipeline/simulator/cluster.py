@@ -1,0 +1,154 @@
+"""One simulated cluster: its objects, credentials, fault switches and HTTP(S) listener."""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+import threading
+from typing import Any
+
+from kq_pipeline.simulator import discovery
+from kq_pipeline.simulator.api import ClusterApi
+from kq_pipeline.simulator.catalog import Catalog, parse_minor
+from kq_pipeline.simulator.conversions import objects_for
+from kq_pipeline.simulator.faults import FaultController
+from kq_pipeline.simulator.gcpause import gc_paused
+from kq_pipeline.simulator.rbac import Authorizer
+from kq_pipeline.simulator.server import ApiHttpServer
+from kq_pipeline.simulator.store import ClusterStore
+
+DEFAULT_MINOR = 29
+
+
+class SimulatedCluster:
+    """A Kubernetes API server for one cluster. `start()` after `stop()` listens on the same port again."""
+
+    def __init__(
+        self,
+        name: str,
+        generated: dict[str, Any],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+        minor: int = DEFAULT_MINOR,
+        rbac_rules: Any = None,
+        continue_ttl: float = 300.0,
+        token: str | None = None,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        version = generated.get("version")
+        self.version_info: dict[str, str] = (
+            dict(version) if isinstance(version, dict) else discovery.version_info(f"v1.{minor}.3")
+        )
+        self.minor = parse_minor(self.version_info["gitVersion"])
+        self._tls = tls
+        self._token = token or secrets.token_urlsafe(32)
+        self.catalog = Catalog.for_minor(self.minor)
+        with gc_paused():
+            served = {rt: objects_for(rt, generated) for rt in self.catalog.types}
+            self.store = ClusterStore(served, continue_ttl)
+        self.faults = FaultController(on_refuse=self._refuse)
+        self._stopping = threading.Event()
+        self._authorizer = Authorizer(rbac_rules) if rbac_rules is not None else None
+        self._server: ApiHttpServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self._reopen: threading.Timer | None = None
+        self._refused = False
+        self.api: ClusterApi | None = None
+
+    def __repr__(self) -> str:
+        return f"SimulatedCluster(name={self.name!r}, url={self.url!r}, running={self.running})"
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self._tls else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def objects(self) -> dict[str, list[dict[str, Any]]]:
+        """Current objects per "<group_version>/<resource>" (after any mutation faults)."""
+        return self.store.objects()
+
+    @property
+    def git_version(self) -> str:
+        return self.version_info["gitVersion"]
+
+    def set_rbac_rules(self, rules: Any) -> None:
+        """Enforce a Role/ClusterRole manifest (or a list of rules); None turns RBAC off."""
+        self._authorizer = Authorizer(rules) if rules is not None else None
+        if self.api is not None:
+            self.api.authorizer = self._authorizer
+
+    def start(self) -> SimulatedCluster:
+        with self._lock:
+            if self._server is not None:
+                return self
+            self._stopping.clear()
+            server = ApiHttpServer((self.host, self.port), _placeholder_api(), self._tls)
+            self.port = server.server_address[1]
+            self.api = ClusterApi(
+                self.name,
+                self.catalog,
+                self.store,
+                self._token,
+                self.version_info,
+                self.faults,
+                f"{self.host}:{self.port}",
+                self._authorizer,
+                self._stopping,
+            )
+            server.api = self.api
+            self._server = server
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"sim-{self.name}",
+                daemon=True,
+            )
+            self._thread.start()
+            return self
+
+    def stop(self) -> None:
+        """Stop listening and cut open connections: clients now get "connection refused"."""
+        with self._lock:
+            server, self._server = self._server, None
+            if server is None:
+                return
+            self._stopping.set()
+            server.shutdown()
+            server.server_close()
+            server.close_connections()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+
+    def _refuse(self, enabled: bool, seconds: float | None) -> None:
+        with self._lock:
+            if self._reopen is not None:
+                self._reopen.cancel()
+                self._reopen = None
+            if enabled:
+                self._refused = True
+                self.stop()
+                if seconds:
+                    self._reopen = threading.Timer(seconds, self._refuse, args=(False, None))
+                    self._reopen.daemon = True
+                    self._reopen.start()
+            elif self._refused:
+                self._refused = False
+                self.start()
+
+
+def _placeholder_api() -> Any:
+    """The server is bound before the API knows its port (for /api's serverAddress); set right after."""
+    return None

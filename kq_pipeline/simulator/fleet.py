@@ -1,0 +1,147 @@
+"""A fleet of simulated clusters on 127.0.0.1: one port and token each, one shared CA, one kubeconfig."""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from kq_pipeline.simulator.certs import CertificateAuthority, KeyPair
+from kq_pipeline.simulator.cluster import DEFAULT_MINOR, SimulatedCluster
+from kq_pipeline.simulator.gcpause import gc_paused
+
+if TYPE_CHECKING:
+    from kq_pipeline.simulator.objects import ClusterSpec
+
+
+def _server_context(ca: CertificateAuthority, client_cert_auth: bool) -> ssl.SSLContext:
+    pair = ca.issue_server()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory(prefix="kq-sim-tls-") as tmp:
+        cert, key = Path(tmp, "server.crt"), Path(tmp, "server.key")
+        cert.write_text(pair.cert_pem)
+        key.touch(mode=0o600)
+        key.write_text(pair.key_pem)
+        ctx.load_cert_chain(cert, key)
+    if client_cert_auth:
+        ctx.load_verify_locations(cadata=ca.cert_pem)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+class Fleet:
+    """Clusters serving in background threads; a context manager that stops them on exit."""
+
+    def __init__(self, tls: bool = True, client_cert_auth: bool = False) -> None:
+        self.ca = CertificateAuthority()
+        self._tls = _server_context(self.ca, client_cert_auth) if tls else None
+        self.clusters: dict[str, SimulatedCluster] = {}
+
+    def __repr__(self) -> str:
+        return f"Fleet(clusters={list(self.clusters)!r})"
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def ca_pem(self) -> str:
+        return self.ca.cert_pem
+
+    def add(
+        self,
+        name: str,
+        generated: dict[str, Any],
+        *,
+        host: str = "127.0.0.1",
+        minor: int = DEFAULT_MINOR,
+        rbac_rules: Any = None,
+        continue_ttl: float = 300.0,
+        port: int = 0,
+    ) -> SimulatedCluster:
+        """Serve already generated objects as cluster `name` (started). A "version" entry (the /version
+        document) sets the Kubernetes version; `minor` applies only without one."""
+        cluster = SimulatedCluster(
+            name,
+            generated,
+            host=host,
+            port=port,
+            tls=self._tls,
+            minor=minor,
+            rbac_rules=rbac_rules,
+            continue_ttl=continue_ttl,
+        )
+        self.clusters[name] = cluster.start()
+        return cluster
+
+    def issue_client_cert(self, user: str, groups: tuple[str, ...] = ()) -> KeyPair:
+        return self.ca.issue_client(user, groups)
+
+    def kubeconfig(self) -> dict[str, Any]:
+        ca_data = base64.b64encode(self.ca_pem.encode()).decode()
+        clusters, users, contexts = [], [], []
+        for name, c in self.clusters.items():
+            server: dict[str, Any] = {"server": c.url}
+            if c.url.startswith("https"):
+                server["certificate-authority-data"] = ca_data
+            clusters.append({"name": name, "cluster": server})
+            users.append({"name": name, "user": {"token": c.token}})
+            contexts.append({"name": name, "context": {"cluster": name, "user": name}})
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
+            "clusters": clusters,
+            "users": users,
+            "contexts": contexts,
+            "current-context": next(iter(self.clusters), ""),
+        }
+
+    def write_kubeconfig(self, path: str | os.PathLike[str]) -> Path:
+        """Write the kubeconfig (mode 0600: it holds tokens); context name == cluster name."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            yaml.safe_dump(self.kubeconfig(), fh, sort_keys=False)
+        return out
+
+    def stop(self) -> None:
+        for c in self.clusters.values():
+            c.stop()
+
+
+def serve_fleet(
+    specs: Iterable[ClusterSpec],
+    host: str = "127.0.0.1",
+    tls: bool = True,
+    rbac_rules: Mapping[str, Any] | list[Mapping[str, Any]] | None = None,
+    *,
+    continue_ttl: float = 300.0,
+    client_cert_auth: bool = False,
+) -> Fleet:
+    """Generate each spec's objects and serve every cluster on its own port of `host`."""
+    from kq_pipeline.simulator.objects import generate_objects
+
+    fleet = Fleet(tls=tls, client_cert_auth=client_cert_auth)
+    try:
+        for spec in specs:
+            with gc_paused():
+                generated = generate_objects(spec)
+            minor = getattr(spec, "k8s_minor", DEFAULT_MINOR)
+            fleet.add(
+                spec.name, generated, host=host, minor=minor, rbac_rules=rbac_rules, continue_ttl=continue_ttl
+            )
+    except BaseException:
+        fleet.stop()
+        raise
+    return fleet
