@@ -20,6 +20,7 @@ name/uid, the event type ("add": a snapshot sees every current event as added) a
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -337,9 +338,19 @@ def _loops(tbl: Table) -> list[str | None]:
     return loops or [None]
 
 
-@cache
+_COMPILE_LOCK = threading.Lock()
+
+
 def compile_tables(names: tuple[str, ...]) -> RowBuilder:
-    """A function(objects, outs, cluster_name, cluster_uid, now_rfc3339) filling outs[k] for names[k]."""
+    """A function(objects, outs, cluster_name, cluster_uid, now_rfc3339) filling outs[k] for names[k].
+
+    Compiled once per table set; extraction lists tables from several threads, hence the lock."""
+    with _COMPILE_LOCK:
+        return _compile_tables(names)
+
+
+@cache
+def _compile_tables(names: tuple[str, ...]) -> RowBuilder:
     gen = _Codegen()
     obj = _Scope(gen, 8, None)
     bodies: list[_Scope] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from functools import cache
 from json.encoder import encode_basestring
@@ -286,6 +287,11 @@ class _Compiler:
         return self.ns[name]
 
 
+# Compiling registers an encoder's name before its body exists (types refer to each other), so a
+# second thread must not look names up mid-compilation: all compiler access goes through this lock.
+_COMPILE_LOCK = threading.RLock()
+
+
 @cache
 def _compiler() -> _Compiler:
     return _Compiler(go_types())
@@ -293,8 +299,9 @@ def _compiler() -> _Compiler:
 
 def value_encoder(go_type: str) -> Encoder:
     """Raw Go JSON of a value of `go_type` (no HTML escaping; nil pointers/maps/slices give null)."""
-    compiler = _compiler()
-    return compiler.ns[compiler.name_of(go_type)]
+    with _COMPILE_LOCK:
+        compiler = _compiler()
+        return compiler.ns[compiler.name_of(go_type)]
 
 
 class _MemoRender:
@@ -351,10 +358,12 @@ def memo_encoder(go_type: str) -> Encoder:
 
 def is_nilable(go_type: str) -> bool:
     """Whether a column of this type is nil (hence omitted) when the input lacks it."""
-    return _compiler().kind(go_type) in ("ptr", "slice", "map", "bytes", "raw")
+    with _COMPILE_LOCK:
+        return _compiler().kind(go_type) in ("ptr", "slice", "map", "bytes", "raw")
 
 
 def generated_source(go_type: str) -> str:
     """The Python source compiled for a struct type (for debugging)."""
-    compiler = _compiler()
-    return compiler.sources.get(compiler.name_of(go_type), "")
+    with _COMPILE_LOCK:
+        compiler = _compiler()
+        return compiler.sources.get(compiler.name_of(go_type), "")
