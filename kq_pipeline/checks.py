@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from kq_pipeline.registry import NEVER_EMPTY
 from kq_pipeline.refresh import ClusterOutcome
+from kq_pipeline.registry import NEVER_EMPTY
 
 ROW_COUNT_CHECK = "row_counts"
 
@@ -24,7 +24,9 @@ class RowCountVerdict:
     broken: list[str] = field(default_factory=list)
 
 
-def previous_counts(conn: psycopg.Connection, cluster: str, tables: Sequence[str], run_id: str | None) -> dict[str, int]:
+def previous_counts(
+    conn: psycopg.Connection, cluster: str, tables: Sequence[str], run_id: str | None
+) -> dict[str, int]:
     """Rows loaded by each table's last successful load before this run."""
     with conn.cursor() as cur:
         cur.execute(

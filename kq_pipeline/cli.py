@@ -65,10 +65,14 @@ def cmd_clusters_add(args: argparse.Namespace) -> int:
     if args.file:
         clusters = inventory.clusters_from_yaml(args.file)
     elif args.kubeconfig:
-        clusters = inventory.clusters_from_kubeconfig(args.kubeconfig, args.context or None, args.name or None)
+        clusters = inventory.clusters_from_kubeconfig(
+            args.kubeconfig, args.context or None, args.name or None
+        )
     else:
         if not args.cluster_name or not args.server:
-            raise UserError("give --kubeconfig PATH, --file clusters.yaml, or NAME --server URL --token-env VAR")
+            raise UserError(
+                "give --kubeconfig PATH, --file clusters.yaml, or NAME --server URL --token-env VAR"
+            )
         clusters = [
             inventory.Cluster(
                 name=args.cluster_name,
@@ -103,7 +107,11 @@ def cmd_clusters_list(args: argparse.Namespace) -> int:
         return 0
     width = max(len(c.name) for c in clusters)
     for c in clusters:
-        auth = f"context {c.context}" if c.context else (f"token env {c.token_env}" if c.token_env else "token file")
+        auth = (
+            f"context {c.context}"
+            if c.context
+            else (f"token env {c.token_env}" if c.token_env else "token file")
+        )
         print(f"{c.name:<{width}}  {c.server:<32}  {c.extractor:<9}  {auth}")
     return 0
 
@@ -133,7 +141,12 @@ def _instance():
     from dagster import DagsterInstance
 
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(
+            "# local instance made by kq: Dagster's default storage\ntelemetry:\n  enabled: false\n"
+        )
     return DagsterInstance.get()
 
 
@@ -172,7 +185,11 @@ def cmd_load(args: argparse.Namespace) -> int:
         result = job.execute_in_process(
             instance=instance,
             run_config=run_config,
-            tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end, "kq/reason": "kq load"},
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: start,
+                ASSET_PARTITION_RANGE_END_TAG: end,
+                "kq/reason": "kq load",
+            },
             raise_on_error=False,
         )
         with connect(dsn) as conn:
@@ -190,7 +207,17 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from kq_pipeline.simulator.cli import run_simulate
 
-    return run_simulate(clusters=args.clusters, pods=args.pods, kubeconfig=Path(args.kubeconfig), seed=args.seed)
+    return run_simulate(
+        clusters=args.clusters, pods=args.pods, kubeconfig=Path(args.kubeconfig), seed=args.seed
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kq_pipeline.demo import run_demo
+
+    if args.clusters < 1:
+        raise UserError("--clusters must be at least 1")
+    return run_demo(clusters=args.clusters, ui=not args.no_ui, port=args.port, kq=main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,12 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("url", help="print the database URL (password masked)").set_defaults(func=cmd_db_url)
     db.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_db_stop)
 
-    cl = sub.add_parser("clusters", help="the cluster inventory").add_subparsers(dest="clusters_command", required=True)
+    cl = sub.add_parser("clusters", help="the cluster inventory").add_subparsers(
+        dest="clusters_command", required=True
+    )
     add = cl.add_parser("add", help="add clusters from a kubeconfig, a YAML file, or flags")
     add.add_argument("cluster_name", nargs="?", help="cluster name (with --server)")
     add.add_argument("--kubeconfig", help="add one cluster per context of this kubeconfig")
     add.add_argument("--context", action="append", help="only this context (repeatable)")
-    add.add_argument("--name", action="append", help="cluster name for each --context (default: from the context)")
+    add.add_argument(
+        "--name", action="append", help="cluster name for each --context (default: from the context)"
+    )
     add.add_argument("--file", help="YAML inventory file (see README)")
     add.add_argument("--server", help="API server URL, e.g. https://host:6443")
     add.add_argument("--token-env", help="environment variable that holds the bearer token")
@@ -229,9 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="serve simulated clusters until stopped")
     sim.add_argument("--clusters", type=int, default=3)
     sim.add_argument("--pods", type=int, default=200)
-    sim.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig (one context per cluster)")
+    sim.add_argument(
+        "--kubeconfig", required=True, help="where to write the kubeconfig (one context per cluster)"
+    )
     sim.add_argument("--seed", type=int, default=0)
     sim.set_defaults(func=cmd_simulate)
+    demo = sub.add_parser("demo", help="simulated fleet + embedded PostgreSQL + first load + Dagster UI")
+    demo.add_argument("--clusters", type=int, default=5)
+    demo.add_argument("--port", type=int, default=3000, help="Dagster UI port on 127.0.0.1")
+    demo.add_argument("--no-ui", action="store_true", help="stop after the first load")
+    demo.set_defaults(func=cmd_demo)
     return p
 
 

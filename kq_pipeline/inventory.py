@@ -127,7 +127,9 @@ def clusters_from_kubeconfig(
         if ctx not in available:
             raise InventoryError(f"kubeconfig {p} has no context {ctx!r} (it has: {', '.join(available)})")
         name = validate_name(names[i]) if names else name_from_context(ctx)
-        out.append(Cluster(name=name, server=available[ctx], kubeconfig=str(p), context=ctx, source="kubeconfig"))
+        out.append(
+            Cluster(name=name, server=available[ctx], kubeconfig=str(p), context=ctx, source="kubeconfig")
+        )
     return out
 
 
@@ -167,7 +169,8 @@ def retire_cluster(conn: psycopg.Connection, name: str) -> bool:
     """Mark a cluster removed; its rows stay until the sensor's retire policy deletes them."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
-            "UPDATE kq_clusters SET retired_at = now(), updated_at = now() WHERE name = %s AND retired_at IS NULL",
+            "UPDATE kq_clusters SET retired_at = now(), updated_at = now() "
+            "WHERE name = %s AND retired_at IS NULL",
             (name,),
         )
         return cur.rowcount == 1

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Iterator
 
 import psycopg
 
@@ -88,7 +87,9 @@ def cluster_lock(conn: psycopg.Connection, cluster: str, timeout_s: float) -> It
             if cur.fetchone()[0]:
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"cluster {cluster}: another load still holds its lock after {timeout_s:.0f}s")
+                raise TimeoutError(
+                    f"cluster {cluster}: another load still holds its lock after {timeout_s:.0f}s"
+                )
             time.sleep(0.2)
     try:
         yield
@@ -118,7 +119,9 @@ def refresh_cluster(
             log.warning("%s", outcome.error)
             for table in tables:
                 if table not in outcome.tables:
-                    record_failed_load(conn, table, name, error=outcome.error, run_id=run_id, started_at=started)
+                    record_failed_load(
+                        conn, table, name, error=outcome.error, run_id=run_id, started_at=started
+                    )
     outcome.duration_s = time.perf_counter() - t0
     return outcome
 
@@ -156,7 +159,13 @@ def _refresh_locked(
         try:
             typed = to_frame(table, te.rows, cluster_name=cluster.name)
             result = replace_snapshot(
-                conn, table, cluster.name, typed, run_id=run_id, started_at=started, rows_extracted=len(te.rows)
+                conn,
+                table,
+                cluster.name,
+                typed,
+                run_id=run_id,
+                started_at=started,
+                rows_extracted=len(te.rows),
             )
         except Exception as exc:
             error = f"cluster {cluster.name}: table {table}: load failed: {exc}"
@@ -184,8 +193,12 @@ def refresh_clusters(
 ) -> list[ClusterOutcome]:
     """Refresh several clusters concurrently; `on_done(outcome, done, total)` reports progress."""
     outcomes: list[ClusterOutcome] = []
-    with ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix="kq-cluster") as pool:
-        futures = {pool.submit(refresh_cluster, dsn, n, tables, run_id=run_id, settings=settings): n for n in names}
+    with ThreadPoolExecutor(
+        max_workers=max(1, settings.concurrency), thread_name_prefix="kq-cluster"
+    ) as pool:
+        futures = {
+            pool.submit(refresh_cluster, dsn, n, tables, run_id=run_id, settings=settings): n for n in names
+        }
         for fut in as_completed(futures):
             outcome = fut.result()
             outcomes.append(outcome)

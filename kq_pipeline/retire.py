@@ -22,7 +22,8 @@ def retire_rows(conn: psycopg.Connection, cluster: str, policy: str) -> int:
         if policy == "delete":
             for table in TABLES:
                 cur.execute(
-                    sql.SQL("DELETE FROM {} WHERE cluster_name = %s").format(sql.Identifier(table)), (cluster,)
+                    sql.SQL("DELETE FROM {} WHERE cluster_name = %s").format(sql.Identifier(table)),
+                    (cluster,),
                 )
                 deleted += cur.rowcount
     return deleted

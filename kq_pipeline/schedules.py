@@ -20,14 +20,13 @@ from dagster import (
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from kq_pipeline.assets import MAX_CLUSTERS_PER_RUN, group_specs
-from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME, clusters_partitions
+from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME
 
 REFRESH_CRON = os.environ.get("KQ_REFRESH_CRON", "*/15 * * * *")
 
 refresh_job = define_asset_job(
     "refresh_clusters",
     selection=[s.key for s in group_specs],
-    partitions_def=clusters_partitions,
     description="Refresh every selected cluster's snapshot of all kubequery tables.",
 )
 
@@ -70,7 +69,7 @@ def range_run_requests(
     cron_schedule=REFRESH_CRON,
     job=refresh_job,
     default_status=DefaultScheduleStatus.RUNNING,
-    description=f"Refresh every cluster ({REFRESH_CRON}; set KQ_REFRESH_CRON), {MAX_CLUSTERS_PER_RUN} per run.",
+    description=f"Refresh every cluster ({REFRESH_CRON}, KQ_REFRESH_CRON), {MAX_CLUSTERS_PER_RUN} per run.",
 )
 def fleet_refresh(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
     keys = context.instance.get_dynamic_partitions(CLUSTERS_PARTITIONS_NAME)

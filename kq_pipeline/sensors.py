@@ -70,4 +70,3 @@ def inventory_sensor(context: SensorEvaluationContext, fleet_db: FleetDatabase) 
         ],
         cursor=json.dumps(sorted(active)),
     )
-

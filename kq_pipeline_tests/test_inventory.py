@@ -25,7 +25,10 @@ def test_unsafe_names_are_rejected_with_the_rule(name: str) -> None:
 
 def test_context_names_become_valid_cluster_names() -> None:
     assert inventory.name_from_context("kind-Dev_1") == "kind-dev-1"
-    assert inventory.name_from_context("arn:aws:eks:eu-west-1:123:cluster/prod") == "arn-aws-eks-eu-west-1-123-cluster-prod"
+    assert (
+        inventory.name_from_context("arn:aws:eks:eu-west-1:123:cluster/prod")
+        == "arn-aws-eks-eu-west-1-123-cluster-prod"
+    )
 
 
 def test_yaml_inventory_resolves_paths_relative_to_the_file(tmp_path: Path) -> None:
@@ -65,7 +68,8 @@ clusters:
         ("clusters:\n  - name: a\n    server: https://x", "say how to authenticate"),
         ("clusters:\n  - name: a\n    server: x:6443\n    token_env: T", "must be an http"),
         (
-            "clusters:\n  - {name: a, server: 'https://x', token_env: T}\n  - {name: a, server: 'https://y', token_env: T}",
+            "clusters:\n  - {name: a, server: 'https://x', token_env: T}\n"
+            "  - {name: a, server: 'https://y', token_env: T}",
             "duplicate cluster name 'a'",
         ),
     ],

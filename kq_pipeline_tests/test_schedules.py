@@ -12,7 +12,11 @@ def test_all_keys_split_into_batches_of_at_most_n() -> None:
 
 
 def test_gaps_in_the_wanted_keys_start_a_new_range() -> None:
-    assert contiguous_ranges(["c1", "c2", "c5", "c9"], ORDER, 25) == [("c1", "c2"), ("c5", "c5"), ("c9", "c9")]
+    assert contiguous_ranges(["c1", "c2", "c5", "c9"], ORDER, 25) == [
+        ("c1", "c2"),
+        ("c5", "c5"),
+        ("c9", "c9"),
+    ]
 
 
 def test_no_wanted_keys_means_no_ranges() -> None:
@@ -28,7 +32,10 @@ def test_every_wanted_key_is_covered_exactly_once() -> None:
 
 def test_run_requests_carry_the_range_as_partition_range_tags() -> None:
     requests = range_run_requests(ORDER, ORDER, reason="scheduled refresh", max_len=5)
-    assert [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests] == [
+    assert [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in requests
+    ] == [
         ("c0", "c4"),
         ("c5", "c9"),
     ]
