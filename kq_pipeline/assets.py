@@ -114,6 +114,7 @@ table_specs = [
 def _materialization(group: str, outcome: ClusterOutcome) -> AssetMaterialization:
     counts = {t: outcome.tables[t].rows_loaded or 0 for t in ASSET_GROUPS[group]}
     metadata: dict[str, object] = {
+        "dagster/row_count": sum(counts.values()),
         "dagster/partition_row_count": sum(counts.values()),
         "cluster": outcome.cluster,
         "duration_s": round(sum(outcome.tables[t].duration_s for t in ASSET_GROUPS[group]), 3),

@@ -20,7 +20,8 @@ import psycopg
 from kq_pipeline import inventory
 from kq_pipeline.db.connection import connect
 from kq_pipeline.db.snapshot import record_failed_load, replace_snapshot
-from kq_pipeline.extract.native import extract_cluster
+from kq_pipeline.extract import kubequery as kubequery_extractor
+from kq_pipeline.extract import native as native_extractor
 from kq_pipeline.frames import to_frame
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,8 @@ def _refresh_locked(
     outcome: ClusterOutcome,
 ) -> None:
     access = inventory.access_for(cluster)
-    extract = extract_cluster(
+    extractor = kubequery_extractor if cluster.extractor == "kubequery" else native_extractor
+    extract = extractor.extract_cluster(
         access,
         cluster.name,
         tables,
