@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["kq_pipeline_tests.postgres_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_KUBEQUERY = REPO.parent / "shared" / "kubequery"
 

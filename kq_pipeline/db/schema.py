@@ -1,0 +1,184 @@
+"""The DDL of the fleet database, generated from the schema registry.
+
+Identifiers come only from `kq_pipeline.registry` and are quoted with `psycopg.sql.Identifier`.
+Every statement is idempotent (IF NOT EXISTS / OR REPLACE), so `apply_schema` can run on every
+start. `python -m kq_pipeline.db.schema > sql/schema.sql` writes the committed copy for readers;
+the package never reads `sql/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+
+import psycopg
+from psycopg import sql
+
+from kq_pipeline.registry import TABLES, Column, Table
+
+PG_TYPES = {"TEXT": "text", "INTEGER": "integer", "BIGINT": "bigint"}
+MAX_IDENTIFIER = 63
+# Tables joined to kubernetes_nodes in fleet queries, and the column naming the node (the pod
+# template tables also have node_name, but it is almost never set there).
+NODE_JOINED = {"kubernetes_pods": "node_name", "kubernetes_volume_attachments": "node_name",
+               "kubernetes_nodes": "name"}
+# Taken inside apply_schema so that two processes creating the schema at once do not collide.
+SCHEMA_LOCK_KEY = 0x6B715F736368656D  # "kq_schem"
+
+CLUSTERS_DDL = """\
+CREATE TABLE IF NOT EXISTS kq_clusters (
+    name text PRIMARY KEY CHECK (name ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
+    server text NOT NULL,
+    kubeconfig text,
+    context text,
+    token_env text,
+    token_file text,
+    ca_file text,
+    ca_data text,
+    insecure_skip_tls_verify boolean NOT NULL DEFAULT false,
+    extractor text NOT NULL DEFAULT 'native' CHECK (extractor IN ('native', 'kubequery')),
+    source text NOT NULL CHECK (source IN ('yaml', 'kubeconfig', 'cli')),
+    cluster_uid text,
+    added_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    retired_at timestamptz
+);
+COMMENT ON TABLE kq_clusters IS
+    'Cluster inventory: where each API server and its credentials are (never the secrets). '
+    'retired_at NULL = active.';"""
+
+LOADS_DDL = """\
+CREATE TABLE IF NOT EXISTS kq_loads (
+    id bigserial PRIMARY KEY,
+    run_id text,
+    cluster_name text NOT NULL,
+    table_name text NOT NULL,
+    status text NOT NULL CHECK (status IN ('success', 'failed')),
+    rows_extracted integer,
+    rows_loaded integer,
+    rows_rejected integer NOT NULL DEFAULT 0,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL,
+    error text
+);
+CREATE INDEX IF NOT EXISTS kq_loads_cluster_table_finished_idx
+    ON kq_loads (cluster_name, table_name, finished_at DESC);
+CREATE INDEX IF NOT EXISTS kq_loads_run_id_idx ON kq_loads (run_id);
+COMMENT ON TABLE kq_loads IS 'One row per cluster x table load attempt: status, row counts, timing, error.';
+CREATE OR REPLACE VIEW kq_latest_loads AS
+    SELECT DISTINCT ON (cluster_name, table_name) *
+    FROM kq_loads
+    ORDER BY cluster_name, table_name, finished_at DESC, id DESC;
+COMMENT ON VIEW kq_latest_loads IS 'The latest load (success or failure) of every cluster x table.';"""
+
+
+def column_type(column: Column) -> str:
+    return "jsonb" if column.is_json else PG_TYPES[column.kq_type]
+
+
+def storage_columns(table: Table) -> tuple[Column, ...]:
+    """The table's columns in kubequery's order, plus cluster_name/cluster_uid if kubequery lacked one."""
+    cols = list(table.columns)
+    names = {c.name for c in cols}
+    for extra in ("cluster_name", "cluster_uid"):
+        if extra not in names:
+            cols.append(Column(extra, "TEXT", False, "string", "string", ()))
+    return tuple(cols)
+
+
+def storage_column_names(table: Table) -> tuple[str, ...]:
+    return tuple(c.name for c in storage_columns(table))
+
+
+def index_columns(table: Table) -> list[tuple[tuple[str, ...], str]]:
+    """(columns, method) of each index of a table.
+
+    Kept lean on purpose: every index slows each snapshot replace. Label (GIN) indexes are on
+    object tables only, not on the larger per-container/per-volume tables that repeat the parent's
+    labels. (cluster_name, namespace) replaces a separate (cluster_name) index on namespaced tables: its
+    prefix serves the same lookups.
+    """
+    names = set(storage_column_names(table))
+    json_columns = set(table.json_columns)
+    out: list[tuple[tuple[str, ...], str]] = []
+    if "namespace" in names:
+        out.append((("cluster_name", "namespace"), "btree"))
+    if table.name in NODE_JOINED:
+        out.append((("cluster_name", NODE_JOINED[table.name]), "btree"))
+    if not out:
+        out.append((("cluster_name",), "btree"))
+    if table.row_per == "container" and "image" in names:
+        out.append((("image",), "btree"))
+    if table.row_per == "object" and "labels" in json_columns:
+        out.append((("labels",), "gin"))
+    return out
+
+
+def index_name(table: str, columns: tuple[str, ...]) -> str:
+    name = f"{table}_{'_'.join(columns)}_idx"
+    if len(name) <= MAX_IDENTIFIER:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name[: MAX_IDENTIFIER - 9]}_{digest}"
+
+
+def table_ddl(table: Table) -> list[sql.Composed]:
+    """CREATE TABLE and its indexes for one kubequery table."""
+    defs = [
+        sql.SQL("    {} {}{}").format(
+            sql.Identifier(c.name),
+            sql.SQL(column_type(c)),
+            sql.SQL(" NOT NULL" if c.name == "cluster_name" else ""),
+        )
+        for c in storage_columns(table)
+    ]
+    stmts = [
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} (\n{}\n)").format(
+            sql.Identifier(table.name), sql.SQL(",\n").join(defs)
+        )
+    ]
+    for columns, method in index_columns(table):
+        target = (
+            sql.SQL("USING gin ({} jsonb_path_ops)").format(sql.Identifier(columns[0]))
+            if method == "gin"
+            else sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+        )
+        stmts.append(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} {}").format(
+                sql.Identifier(index_name(table.name, columns)), sql.Identifier(table.name), target
+            )
+        )
+    return stmts
+
+
+def schema_sql() -> str:
+    """The whole schema as one SQL script (what `sql/schema.sql` holds)."""
+    parts = [
+        "-- kq-pipeline schema: GENERATED by `python -m kq_pipeline.db.schema` from the schema registry.",
+        "-- Do not edit by hand; kq applies the same DDL itself (`kq db init`, or on first use).",
+        "",
+        CLUSTERS_DDL,
+        "",
+        LOADS_DDL,
+    ]
+    for table in TABLES.values():
+        parts.append("")
+        parts.append(f"-- {table.name}: one row per {table.row_per}")
+        parts.extend(stmt.as_string(None) + ";" for stmt in table_ddl(table))
+    return "\n".join(parts) + "\n"
+
+
+def apply_schema(conn: psycopg.Connection) -> None:
+    """Create whatever is missing, in one transaction (harmless when everything exists)."""
+    script = schema_sql()
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        cur.execute(script.encode())
+
+
+def main() -> None:
+    sys.stdout.write(schema_sql())
+
+
+if __name__ == "__main__":
+    main()

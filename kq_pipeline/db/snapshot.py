@@ -1,0 +1,135 @@
+"""Where a cluster's snapshot is replaced: whole or not at all.
+
+One transaction per (cluster, table): COPY the typed frame into a temporary staging table, take
+the cluster's advisory lock, delete the cluster's rows, insert the staged rows, and record the
+load in `kq_loads`. Any failure rolls everything back, so the previous snapshot stays exactly as
+it was; the caller then records the failure with `record_failed_load` (its own transaction).
+Values travel only as COPY data or query parameters; identifiers only from the registry.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+
+from kq_pipeline.db.schema import storage_column_names
+from kq_pipeline.frames import TypedFrame
+from kq_pipeline.registry import table as registry_table
+
+STAGING = sql.Identifier("kq_staging")
+MAX_ERROR_CHARS = 8000
+# The same key as kq_pipeline.refresh.cluster_lock's session lock: advisory locks are re-entrant
+# within a session, so a refresh holding it can replace, and any other session waits.
+CLUSTER_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('kq-cluster:' || %s, 0))"
+INSERT_LOAD_SQL = """
+    INSERT INTO kq_loads (run_id, cluster_name, table_name, status, rows_extracted, rows_loaded,
+                          rows_rejected, started_at, finished_at, error)
+    VALUES (%(run_id)s, %(cluster_name)s, %(table_name)s, %(status)s, %(rows_extracted)s, %(rows_loaded)s,
+            %(rows_rejected)s, %(started_at)s, clock_timestamp(), %(error)s)
+"""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    rows_loaded: int
+    rows_rejected: int
+    duration_s: float
+
+
+def replace_snapshot(
+    conn: psycopg.Connection,
+    table: str,
+    cluster_name: str,
+    typed: TypedFrame | pd.DataFrame,
+    *,
+    run_id: str | None,
+    started_at: datetime,
+    rows_extracted: int,
+) -> LoadResult:
+    """Replace `cluster_name`'s rows of `table` with the frame's rows, atomically."""
+    t0 = time.perf_counter()
+    frame, rejected = (typed.frame, typed.rows_rejected) if isinstance(typed, TypedFrame) else (typed, 0)
+    columns = storage_column_names(registry_table(table))
+    _check_frame(frame, columns, cluster_name)
+    target = sql.Identifier(table)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(STAGING, target))
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            STAGING, sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with cur.copy(copy_sql) as copy:
+            for row in _rows(frame, columns):
+                copy.write_row(row)
+        cur.execute(CLUSTER_LOCK_SQL, (cluster_name,))
+        cur.execute(sql.SQL("DELETE FROM {} WHERE cluster_name = %s").format(target), (cluster_name,))
+        cur.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(target, STAGING))
+        loaded = cur.rowcount
+        cur.execute(sql.SQL("DROP TABLE {}").format(STAGING))
+        cur.execute(
+            INSERT_LOAD_SQL,
+            _load_row(run_id, cluster_name, table, "success", started_at, rows_extracted, loaded, rejected),
+        )
+    return LoadResult(rows_loaded=loaded, rows_rejected=rejected, duration_s=time.perf_counter() - t0)
+
+
+def record_failed_load(
+    conn: psycopg.Connection,
+    table: str,
+    cluster_name: str,
+    *,
+    error: str,
+    run_id: str | None,
+    started_at: datetime,
+) -> None:
+    """Record a failed (cluster, table) load; the table's rows are not touched."""
+    registry_table(table)
+    if conn.info.transaction_status == TransactionStatus.INERROR:
+        conn.rollback()
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            INSERT_LOAD_SQL,
+            _load_row(run_id, cluster_name, table, "failed", started_at, error=error[:MAX_ERROR_CHARS]),
+        )
+
+
+def _load_row(
+    run_id: str | None,
+    cluster_name: str,
+    table: str,
+    status: str,
+    started_at: datetime,
+    rows_extracted: int | None = None,
+    rows_loaded: int | None = None,
+    rows_rejected: int = 0,
+    error: str | None = None,
+) -> dict[str, object]:
+    return {
+        "run_id": run_id,
+        "cluster_name": cluster_name,
+        "table_name": table,
+        "status": status,
+        "rows_extracted": rows_extracted,
+        "rows_loaded": rows_loaded,
+        "rows_rejected": rows_rejected,
+        "started_at": started_at,
+        "error": error,
+    }
+
+
+def _check_frame(frame: pd.DataFrame, columns: tuple[str, ...], cluster_name: str) -> None:
+    if tuple(frame.columns) != columns:
+        raise ValueError(f"frame columns do not match the table's columns {columns[:3]}...")
+    if len(frame) and not (frame["cluster_name"] == cluster_name).all():
+        raise ValueError(f"frame holds rows of a cluster other than {cluster_name!r}")
+
+
+def _rows(frame: pd.DataFrame, columns: tuple[str, ...]):
+    """Rows as tuples of Python values with None for missing (what COPY's write_row wants)."""
+    cols = [frame[c].to_numpy(dtype=object, na_value=None) for c in columns]
+    return zip(*cols, strict=True)

@@ -1,0 +1,157 @@
+"""The DDL: generated from the registry, idempotent, and what sql/schema.sql holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from kq_pipeline.db.schema import apply_schema, index_name, schema_sql
+from kq_pipeline.registry import TABLES
+
+REPO = Path(__file__).resolve().parents[2]
+PG_TYPE = {"TEXT": "text", "INTEGER": "integer", "BIGINT": "bigint"}
+
+
+def test_committed_schema_sql_is_the_generated_ddl():
+    committed = (REPO / "sql" / "schema.sql").read_text()
+    assert committed == schema_sql(), "regenerate with: python -m kq_pipeline.db.schema > sql/schema.sql"
+
+
+def test_schema_applies_to_an_empty_database_and_again_harmlessly(pg_empty_dsn):
+    with psycopg.connect(pg_empty_dsn) as conn:
+        apply_schema(conn)
+        conn.execute("INSERT INTO kq_clusters (name, server, source) VALUES ('c1', 'https://x', 'cli')")
+        conn.commit()
+        apply_schema(conn)
+        assert conn.execute("SELECT count(*) FROM kq_clusters").fetchone()[0] == 1
+
+
+def test_every_table_has_kubequerys_columns_in_order_with_jsonb_for_json(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute(
+            """SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
+               WHERE table_schema = 'public' AND table_name LIKE 'kubernetes\\_%'
+               ORDER BY table_name, ordinal_position"""
+        ).fetchall()
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for table, column, data_type, nullable in rows:
+        found.setdefault(table, []).append((column, data_type, nullable))
+    assert set(found) == set(TABLES) and len(found) == 51
+    for table in TABLES.values():
+        expected = [
+            (
+                c.name,
+                "jsonb" if c.is_json else PG_TYPE[c.kq_type],
+                "NO" if c.name == "cluster_name" else "YES",
+            )
+            for c in table.columns
+        ]
+        assert found[table.name] == expected, table.name
+
+
+def test_every_table_has_an_index_led_by_cluster_name_and_labels_are_gin_indexed(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        indexes = conn.execute(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+        ).fetchall()
+    led = {t for t, _, d in indexes if "USING btree (cluster_name" in d}
+    assert set(TABLES) <= led
+    defs = {name: d for _, name, d in indexes}
+    assert "gin (labels jsonb_path_ops)" in defs[index_name("kubernetes_pods", ("labels",))]
+    assert "(cluster_name, node_name)" in defs[index_name("kubernetes_pods", ("cluster_name", "node_name"))]
+    assert "(image)" in defs[index_name("kubernetes_pod_containers", ("image",))]
+
+
+def test_index_names_fit_postgresqls_limit_and_stay_unique():
+    long = index_name("kubernetes_cluster_role_binding_subjects", ("cluster_name", "namespace", "x" * 30))
+    assert len(long) <= 63
+    assert long != index_name(
+        "kubernetes_cluster_role_binding_subjects", ("cluster_name", "namespace", "y" * 30)
+    )
+
+
+@pytest.mark.parametrize(
+    "bad", ["UPPER", "-lead", "trail-", "a_b", "a" * 64, "", "x'; DROP TABLE kq_loads; --"]
+)
+def test_cluster_inventory_refuses_unsafe_names(pg_dsn, bad):
+    with psycopg.connect(pg_dsn) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO kq_clusters (name, server, source) VALUES (%s, 'https://x', 'cli')", (bad,))
+
+
+def test_cluster_inventory_defaults(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("INSERT INTO kq_clusters (name, server, source) VALUES ('prod-1', 'https://x', 'yaml')")
+        row = conn.execute(
+            "SELECT extractor, insecure_skip_tls_verify, retired_at, added_at IS NOT NULL FROM kq_clusters"
+        ).fetchone()
+    assert row == ("native", False, None, True)
+
+
+def fleet_queries() -> list[str]:
+    text = (REPO / "sql" / "fleet_queries.sql").read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    return [q.strip() for q in body.split(";") if q.strip()]
+
+
+def test_the_example_fleet_queries_answer_over_loaded_clusters(pg_dsn):
+    from datetime import UTC, datetime
+
+    from kq_pipeline.db.snapshot import replace_snapshot
+    from kq_pipeline.frames import to_frame
+
+    def put(conn, table, cluster, rows):
+        typed = to_frame(table, rows, cluster_name=cluster)
+        replace_snapshot(
+            conn, table, cluster, typed, run_id="r", started_at=datetime.now(UTC), rows_extracted=len(rows)
+        )
+
+    web = '{"app":"web"}'
+    with psycopg.connect(pg_dsn) as conn:
+        for cluster, n in (("a", 3), ("b", 2)):
+            put(
+                conn,
+                "kubernetes_pods",
+                cluster,
+                [
+                    {
+                        "uid": f"{cluster}{i}",
+                        "name": f"p{i}",
+                        "namespace": f"ns{i % 2}",
+                        "node_name": "n1",
+                        "labels": web if i == 0 else '{"app":"db","tier":"x"}',
+                    }
+                    for i in range(n)
+                ],
+            )
+            put(
+                conn,
+                "kubernetes_pod_containers",
+                cluster,
+                [
+                    {"uid": f"{cluster}{i}", "name": "c", "image": "nginx:1" if i else "redis:7"}
+                    for i in range(n)
+                ],
+            )
+            put(
+                conn,
+                "kubernetes_nodes",
+                cluster,
+                [
+                    {"uid": "n", "name": "n1", "node_info": '{"kubeletVersion":"v1.30.0"}'},
+                    {"uid": "m", "name": "n2", "node_info": '{"kubeletVersion":"v1.29.0"}'},
+                ],
+            )
+        results = [conn.execute(q).fetchall() for q in fleet_queries()]
+    per_cluster, images, labelled, per_node, freshness = results
+    assert per_cluster == [("a", 2, 3), ("b", 2, 2)]
+    assert images == [("nginx:1", 3), ("redis:7", 2)]
+    assert labelled == [("a", "ns0", "p0"), ("b", "ns0", "p0")]
+    assert per_node == [
+        ("a", "n1", "v1.30.0", 3),
+        ("a", "n2", "v1.29.0", 0),
+        ("b", "n1", "v1.30.0", 2),
+        ("b", "n2", "v1.29.0", 0),
+    ]
+    assert len(freshness) == 6 and {r[2] for r in freshness} == {"success"}

@@ -1,0 +1,203 @@
+"""replace_snapshot keeps exactly one snapshot per (cluster, table), replaced whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+
+import pandas as pd
+import psycopg
+import pytest
+
+from kq_pipeline.db.snapshot import LoadResult, record_failed_load, replace_snapshot
+from kq_pipeline.frames import to_frame
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def pods(n: int, *, prefix: str = "pod", **extra: str) -> list[dict[str, str]]:
+    return [
+        {
+            "uid": f"{prefix}-uid-{i}",
+            "name": f"{prefix}-{i}",
+            "namespace": f"ns-{i % 3}",
+            "creation_timestamp": "1611191305",
+            "labels": json.dumps({"app": "web" if i % 2 else "db"}),
+            "priority": str(i),
+            **extra,
+        }
+        for i in range(n)
+    ]
+
+
+def load(conn, cluster: str, rows, table: str = "kubernetes_pods", run_id: str | None = "r1") -> LoadResult:
+    typed = to_frame(table, rows, cluster_name=cluster)
+    return replace_snapshot(
+        conn, table, cluster, typed, run_id=run_id, started_at=T0, rows_extracted=len(rows)
+    )
+
+
+def snapshot(conn, cluster: str) -> list[tuple]:
+    return conn.execute(
+        "SELECT name, namespace, labels, priority FROM kubernetes_pods WHERE cluster_name = %s ORDER BY name",
+        (cluster,),
+    ).fetchall()
+
+
+def test_a_second_load_replaces_the_first_and_leaves_other_clusters_alone(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        assert load(conn, "c1", pods(200)).rows_loaded == 200
+        load(conn, "c2", pods(5, prefix="other"))
+        other_before = snapshot(conn, "c2")
+        result = load(conn, "c1", pods(150, prefix="new"))
+        assert (result.rows_loaded, result.rows_rejected) == (150, 0)
+        names = [r[0] for r in snapshot(conn, "c1")]
+        assert len(names) == 150 and all(n.startswith("new-") for n in names)
+        assert snapshot(conn, "c2") == other_before
+
+
+def test_values_arrive_typed_json_as_jsonb(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        load(conn, "c1", pods(2))
+        rows = conn.execute(
+            "SELECT name, labels->>'app', priority, creation_timestamp, pod_ip"
+            " FROM kubernetes_pods ORDER BY name"
+        ).fetchall()
+    assert rows == [("pod-0", "db", 0, 1611191305, None), ("pod-1", "web", 1, 1611191305, None)]
+
+
+def test_success_is_recorded_in_kq_loads_and_the_latest_view(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        load(conn, "c1", pods(3), run_id="run-a")
+        rows = pods(3)
+        rows[1]["priority"] = str(2**40)  # int32 overflow: rejected, counted
+        load(conn, "c1", rows, run_id="run-b")
+        latest = conn.execute(
+            """SELECT run_id, status, rows_extracted, rows_loaded, rows_rejected, started_at, error,
+                      finished_at >= started_at FROM kq_latest_loads WHERE cluster_name = 'c1'"""
+        ).fetchall()
+        assert conn.execute("SELECT count(*) FROM kq_loads").fetchone()[0] == 2
+    assert latest == [("run-b", "success", 3, 2, 1, T0, None, True)]
+
+
+def test_a_failing_copy_leaves_the_previous_snapshot_identical(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        load(conn, "c1", pods(20))
+        before = snapshot(conn, "c1")
+        bad = to_frame("kubernetes_pods", pods(30, prefix="bad"), cluster_name="c1").frame
+        bad.loc[25, "labels"] = "{not json"  # bypasses to_frame's checks: jsonb input fails mid-COPY
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            replace_snapshot(
+                conn, "kubernetes_pods", "c1", bad, run_id="r2", started_at=T0, rows_extracted=30
+            )
+        record_failed_load(
+            conn, "kubernetes_pods", "c1", error="load failed: bad json", run_id="r2", started_at=T0
+        )
+        assert snapshot(conn, "c1") == before
+        latest = conn.execute(
+            "SELECT status, rows_loaded, error FROM kq_latest_loads WHERE cluster_name = 'c1'"
+        ).fetchone()
+        assert latest == ("failed", None, "load failed: bad json")
+        history = conn.execute("SELECT status FROM kq_loads ORDER BY id").fetchall()
+        assert history == [("success",), ("failed",)]
+
+
+def test_a_nul_byte_smuggled_past_to_frame_fails_the_load_not_the_data(pg_dsn):
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:  # refresh.py uses autocommit connections
+        load(conn, "c1", pods(4))
+        before = snapshot(conn, "c1")
+        frame = to_frame("kubernetes_pods", pods(4, prefix="x"), cluster_name="c1").frame
+        frame.loc[3, "name"] = "nul\x00"
+        with pytest.raises(psycopg.DataError):
+            replace_snapshot(
+                conn, "kubernetes_pods", "c1", frame, run_id=None, started_at=T0, rows_extracted=4
+            )
+        assert snapshot(conn, "c1") == before
+        assert conn.execute("SELECT count(*) FROM kq_loads").fetchone()[0] == 1
+
+
+def test_a_frame_of_another_cluster_or_shape_is_refused_before_touching_the_table(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        load(conn, "c1", pods(2))
+        frame = to_frame("kubernetes_pods", pods(2), cluster_name="c2").frame
+        with pytest.raises(ValueError, match="other than"):
+            replace_snapshot(
+                conn, "kubernetes_pods", "c1", frame, run_id=None, started_at=T0, rows_extracted=2
+            )
+        with pytest.raises(ValueError, match="columns"):
+            replace_snapshot(
+                conn, "kubernetes_pods", "c1", frame.iloc[:, :5], run_id=None, started_at=T0, rows_extracted=2
+            )
+        assert len(snapshot(conn, "c1")) == 2
+
+
+def test_an_empty_extraction_empties_the_snapshot(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        load(conn, "c1", pods(3))
+        assert load(conn, "c1", []).rows_loaded == 0
+        assert snapshot(conn, "c1") == []
+
+
+def test_injection_looking_names_and_values_are_stored_literally(pg_dsn):
+    evil = "x'); DROP TABLE kubernetes_pods; --"
+    rows = pods(1, name=evil, namespace='"; DELETE FROM kq_loads; --', phase="\\N", node_name="a\tb\nc\\d")
+    with psycopg.connect(pg_dsn) as conn:
+        load(conn, evil, rows)
+        record_failed_load(conn, "kubernetes_pods", evil, error=evil, run_id=evil, started_at=T0)
+        row = conn.execute(
+            "SELECT cluster_name, name, namespace, phase, node_name FROM kubernetes_pods"
+        ).fetchone()
+        assert row == (evil, evil, '"; DELETE FROM kq_loads; --', "\\N", "a\tb\nc\\d")
+        assert (
+            conn.execute("SELECT count(*) FROM kq_loads WHERE cluster_name = %s", (evil,)).fetchone()[0] == 2
+        )
+
+
+def test_unknown_tables_never_reach_sql(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn, pytest.raises(KeyError):
+        record_failed_load(conn, "kubernetes_pods; DROP TABLE x", "c1", error="e", run_id=None, started_at=T0)
+
+
+def test_two_loads_of_one_cluster_serialize_on_its_advisory_lock(pg_dsn):
+    with psycopg.connect(pg_dsn, autocommit=True) as holder, psycopg.connect(pg_dsn) as loader:
+        holder.execute("SELECT pg_advisory_lock(hashtextextended('kq-cluster:' || %s, 0))", ("c1",))
+        done = threading.Event()
+
+        def run() -> None:
+            load(loader, "c1", pods(5))
+            done.set()
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        time.sleep(0.5)
+        assert not done.is_set(), "the load must wait for the cluster's lock"
+        waiting = holder.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        assert waiting.fetchone()[0] == 1
+        assert snapshot(holder, "c1") == []
+        holder.execute("SELECT pg_advisory_unlock(hashtextextended('kq-cluster:' || %s, 0))", ("c1",))
+        worker.join(10)
+        assert done.is_set()
+        assert len(snapshot(holder, "c1")) == 5
+
+
+def test_a_plain_dataframe_with_nan_for_missing_loads_as_null(pg_dsn):
+    frame = to_frame("kubernetes_namespaces", [{"name": "a", "uid": "u"}], cluster_name="c1").frame
+    frame["phase"] = pd.Series([float("nan")], dtype=object)
+    with psycopg.connect(pg_dsn) as conn:
+        result = replace_snapshot(
+            conn, "kubernetes_namespaces", "c1", frame, run_id=None, started_at=T0, rows_extracted=1
+        )
+        assert result.rows_loaded == 1
+        assert conn.execute("SELECT phase FROM kubernetes_namespaces").fetchone() == (None,)
+
+
+def test_a_session_already_holding_the_cluster_lock_can_replace(pg_dsn):
+    """refresh.py holds the cluster's session-level lock around all its tables' replaces."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtextextended('kq-cluster:' || %s, 0))", ("c1",))
+        assert load(conn, "c1", pods(3)).rows_loaded == 3
+        assert conn.execute(
+            "SELECT pg_advisory_unlock(hashtextextended('kq-cluster:' || %s, 0))", ("c1",)
+        ).fetchone()
