@@ -96,6 +96,29 @@ def cmd_clusters_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clusters_register(args: argparse.Namespace) -> int:
+    from kq_pipeline import inventory
+    from kq_pipeline.register import register_cluster
+
+    token_dir = Path(args.token_dir).expanduser() if args.token_dir else kq_home() / "tokens"
+    cluster = register_cluster(
+        Path(args.kubeconfig).expanduser(),
+        args.context,
+        name=args.name,
+        dry_run=args.dry_run,
+        token_dir=token_dir,
+        out=sys.stdout,
+    )
+    if cluster is None:  # dry run: the manifests were printed, nothing changed
+        return 0
+    _, conn = _connect_with_schema()
+    with conn:
+        inventory.upsert_clusters(conn, [cluster])
+        _sync_partitions([c.name for c in inventory.active_clusters(conn)])
+    print(f"registered {cluster.name}  {cluster.server}  (token file {cluster.token_file})")
+    return 0
+
+
 def cmd_clusters_list(args: argparse.Namespace) -> int:
     from kq_pipeline import inventory
 
@@ -247,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify TLS (logged)")
     add.add_argument("--extractor", choices=["native", "kubequery"], default="native")
     add.set_defaults(func=cmd_clusters_add)
+    reg = cl.add_parser("register", help="create a read-only reader on a target cluster and add it")
+    reg.add_argument("--kubeconfig", required=True, help="kubeconfig with admin rights on the target")
+    reg.add_argument("--context", required=True, help="the target's context in that kubeconfig")
+    reg.add_argument("--name", help="cluster name (default: from the context)")
+    reg.add_argument("--dry-run", action="store_true", help="print the RBAC objects, change nothing")
+    reg.add_argument("--token-dir", help="where to write the reader's token file (default $KQ_HOME/tokens)")
+    reg.set_defaults(func=cmd_clusters_register)
     cl.add_parser("list", help="list active clusters").set_defaults(func=cmd_clusters_list)
     rm = cl.add_parser("remove", help="retire clusters")
     rm.add_argument("names", nargs="+")

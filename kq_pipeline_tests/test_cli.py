@@ -74,3 +74,19 @@ def test_adding_from_a_missing_kubeconfig_names_the_file(
     missing = tmp_path / "nope.yaml"
     assert main(["clusters", "add", "--kubeconfig", str(missing)]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_register_a_target_then_load_it_with_the_reader_token(
+    kq_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve_fleet([ClusterSpec(name="target", seed=3, pods=20)]) as fleet:
+        admin = fleet.write_kubeconfig(tmp_path / "admin.yaml")
+        args = ["clusters", "register", "--kubeconfig", str(admin), "--context", "target"]
+        assert main([*args, "--dry-run"]) == 0
+        assert "kind: ClusterRole" in capsys.readouterr().out
+        assert main([*args, "--name", "prod-1", "--token-dir", str(tmp_path / "tokens")]) == 0
+        assert "registered prod-1" in capsys.readouterr().out
+        assert main(["load", "--cluster", "prod-1"]) == 0
+    (token_file,) = _query(kq_env, "SELECT token_file FROM kq_clusters WHERE name = 'prod-1'")[0]
+    assert Path(token_file).parent == tmp_path / "tokens"
+    assert _query(kq_env, "SELECT count(*) FROM kubernetes_pods WHERE cluster_name = 'prod-1'") == [(20,)]

@@ -16,12 +16,14 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from kq_pipeline.simulator import discovery, status
+from kq_pipeline.simulator.bindings import Principal, StoredRbac
 from kq_pipeline.simulator.catalog import Catalog, ResourceType
 from kq_pipeline.simulator.faults import FaultController
 from kq_pipeline.simulator.rbac import Authorizer
 from kq_pipeline.simulator.selectors import SelectorError, combine, field_selector, label_selector
 from kq_pipeline.simulator.status import ApiError
 from kq_pipeline.simulator.store import ClusterStore, ContinueToken, InvalidContinue, page
+from kq_pipeline.simulator.writes import TokenController, Writes
 
 TOKEN_USER = "system:serviceaccount:kube-system:kq-reader"
 ANONYMOUS = "system:anonymous"
@@ -65,6 +67,9 @@ class ClusterApi:
         server_address: str,
         authorizer: Authorizer | None = None,
         stopping: threading.Event | None = None,
+        *,
+        ca_pem: str = "",
+        token_delay_s: float = 0.05,
     ) -> None:
         self.name = name
         self.catalog = catalog
@@ -73,6 +78,9 @@ class ClusterApi:
         self.faults = faults
         self.authorizer = authorizer
         self.stopping = stopping or threading.Event()
+        self.stored_rbac = StoredRbac(catalog, store)
+        self.tokens = TokenController(catalog, store, ca_pem, token_delay_s)
+        self.writes = Writes(catalog, store, self.tokens)
         self._static: dict[str, bytes] = {
             "/version": orjson.dumps(version),
             "/api": discovery.api_versions(server_address),
@@ -104,28 +112,58 @@ class ClusterApi:
             retry = self.faults.take_throttle()
             if retry is not None:
                 raise status.too_many_requests(retry)
+            if req.method in ("POST", "DELETE"):
+                return self._write(req.method, path, user, req.body)
             if req.method not in ("GET", "HEAD"):
                 raise status.ApiError(
-                    405, "MethodNotAllowed", "the simulator serves reads only (get, list)", {}
+                    405, "MethodNotAllowed", "the simulator serves reads, creates and deletes only", {}
                 )
             return self._route(path, query, user)
         except ApiError as err:
             return Response(err.code, err.body(), err.headers)
 
-    def _authenticate(self, req: Request) -> str:
+    def _authenticate(self, req: Request) -> Principal:
         if self.faults.unauthorized_all:
             raise status.unauthorized()
         auth = req.authorization
         if auth:
             scheme, _, cred = auth.partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(
-                cred.strip().encode(), self._token.encode()
-            ):
-                return TOKEN_USER
+            if scheme.lower() == "bearer":
+                if hmac.compare_digest(cred.strip().encode(), self._token.encode()):
+                    return Principal(TOKEN_USER)
+                account = self.tokens.authenticate(cred.strip())
+                if account is not None:
+                    return account
             raise status.unauthorized()
         if req.cert_user:
-            return req.cert_user
-        return ANONYMOUS
+            return Principal(req.cert_user)
+        return Principal(ANONYMOUS)
+
+    def _authorize(
+        self, who: Principal, verb: str, rt: ResourceType, namespace: str | None, name: str | None
+    ) -> None:
+        if who.bound:
+            allowed = self.stored_rbac.allows(who, verb, rt.group, rt.resource, namespace, name)
+        else:
+            rules = self.authorizer
+            allowed = rules is None or rules.allows(verb, rt.group, rt.resource, namespace, name)
+        if not allowed:
+            raise status.forbidden(who.name, verb, rt.resource, rt.group, namespace, name)
+
+    def _write(self, method: str, path: str, who: Principal, body: bytes) -> Response:
+        route = self._resolve(path)
+        if route is None:
+            raise status.path_not_found()
+        rt = route.rtype
+        verb = "create" if method == "POST" else "delete"
+        if who.name == ANONYMOUS:
+            raise status.forbidden(who.name, verb, rt.resource, rt.group, route.namespace, route.name)
+        if not self.writes.writable(rt) or (verb == "create") == (route.name is not None):
+            raise status.method_not_allowed(verb, rt.resource, rt.group)
+        self._authorize(who, verb, rt, route.namespace, route.name)
+        if verb == "create":
+            return Response(201, orjson.dumps(self.writes.create(rt, route.namespace, body)))
+        return Response(200, orjson.dumps(self.writes.delete(rt, route.namespace, route.name or "")))
 
     def _control(self, req: Request, path: str) -> Response:
         if not req.loopback:
@@ -145,9 +183,11 @@ class ClusterApi:
         return Response(200, orjson.dumps(self.faults.describe()))
 
     # --- routing --------------------------------------------------------------------------------
-    def _route(self, path: str, query: dict[str, str], user: str) -> Response:
-        if user == ANONYMOUS and path not in _PUBLIC_PATHS:
-            raise status.forbidden_path(user, "get", path)
+    def _route(self, path: str, query: dict[str, str], who: Principal) -> Response:
+        if who.name == ANONYMOUS and path not in _PUBLIC_PATHS:
+            raise status.forbidden_path(who.name, "get", path)
+        if who.bound and self._resolve(path) is None and not self.stored_rbac.allows_path(who, "get", path):
+            raise status.forbidden_path(who.name, "get", path)
         if path in self._static:
             return Response(200, self._static[path])
         if path.startswith(("/openapi/", "/version/")) or path in ("/openapi", "/"):
@@ -159,10 +199,7 @@ class ClusterApi:
             raise status.path_not_found()
         verb = "get" if route.name else ("watch" if query.get("watch") in ("1", "true") else "list")
         rt = route.rtype
-        if self.authorizer is not None and not self.authorizer.allows(
-            verb, rt.group, rt.resource, route.namespace, route.name
-        ):
-            raise status.forbidden(user, verb, rt.resource, rt.group, route.namespace, route.name)
+        self._authorize(who, verb, rt, route.namespace, route.name)
         if verb == "watch":
             raise status.method_not_allowed("watch", rt.resource, rt.group)
         if route.name:

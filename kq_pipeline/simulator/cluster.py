@@ -35,7 +35,11 @@ class SimulatedCluster:
         rbac_rules: Any = None,
         continue_ttl: float = 300.0,
         token: str | None = None,
+        ca_pem: str = "",
+        token_delay_s: float = 0.05,
     ) -> None:
+        """`ca_pem`: the CA the token controller writes into service-account token Secrets (ca.crt);
+        `token_delay_s`: how long after a token Secret is created the controller fills it."""
         self.name = name
         self.host = host
         self.port = port
@@ -45,6 +49,8 @@ class SimulatedCluster:
         )
         self.minor = parse_minor(self.version_info["gitVersion"])
         self._tls = tls
+        self._ca_pem = ca_pem
+        self._token_delay_s = token_delay_s
         self._token = token or secrets.token_urlsafe(32)
         self.catalog = Catalog.for_minor(self.minor)
         with gc_paused():
@@ -107,6 +113,8 @@ class SimulatedCluster:
                 f"{self.host}:{self.port}",
                 self._authorizer,
                 self._stopping,
+                ca_pem=self._ca_pem,
+                token_delay_s=self._token_delay_s,
             )
             server.api = self.api
             self._server = server

@@ -79,6 +79,7 @@ class Fleet:
             minor=minor,
             rbac_rules=rbac_rules,
             continue_ttl=continue_ttl,
+            ca_pem=self.ca_pem,
         )
         self.clusters[name] = cluster.start()
         return cluster

@@ -19,6 +19,7 @@ class Rule:
     resources: frozenset[str]
     verbs: frozenset[str]
     resource_names: frozenset[str]
+    non_resource_urls: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, rule: Mapping[str, Any]) -> Rule:
@@ -27,6 +28,7 @@ class Rule:
             frozenset(rule.get("resources") or ()),
             frozenset(rule.get("verbs") or ()),
             frozenset(rule.get("resourceNames") or ()),
+            frozenset(rule.get("nonResourceURLs") or ()),
         )
 
     def allows(self, verb: str, group: str, resource: str, name: str | None) -> bool:
@@ -35,6 +37,12 @@ class Rule:
             and (("*" in self.api_groups) or group in self.api_groups)
             and (("*" in self.resources) or resource in self.resources)
             and (not self.resource_names or (name is not None and name in self.resource_names))
+        )
+
+    def allows_path(self, verb: str, path: str) -> bool:
+        """A non-resource URL rule: exact path, or a prefix ending in '*' (as kube-apiserver matches)."""
+        return (("*" in self.verbs) or verb in self.verbs) and any(
+            url == path or (url.endswith("*") and path.startswith(url[:-1])) for url in self.non_resource_urls
         )
 
 

@@ -114,3 +114,12 @@ def method_not_allowed(verb: str, resource: str, group: str) -> ApiError:
         f"the server does not allow this method on the requested resource ({verb} {resource})",
         _details(resource, group),
     )
+
+
+def already_exists(resource: str, group: str, name: str) -> ApiError:
+    qual = f"{resource}.{group}" if group else resource
+    return ApiError(409, "AlreadyExists", f'{qual} "{name}" already exists', _details(resource, group, name))
+
+
+def invalid(kind: str, name: str, why: str) -> ApiError:
+    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {why}', {"name": name, "kind": kind})

@@ -249,3 +249,42 @@ class ClusterStore:
             self._revision = rev
             hist.push(Snapshot.build(rev, entries), time.monotonic(), self.continue_ttl)
             return rev
+
+    # --- writes (registration: create, token controller update, delete) -------------------------
+    def get(self, rtype: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:
+        entry = self._by_key[rtype.key].current.get(namespace, name)
+        return entry.obj if entry is not None else None
+
+    def write(self, rtype: ResourceType, obj: dict[str, Any], *, create: bool) -> dict[str, Any] | None:
+        """Store `obj` under a new revision: create (None if the name is taken) or replace (None if absent).
+
+        Stamps resourceVersion (and uid, creationTimestamp on create) like the API server; returns the
+        stored object.
+        """
+        with self._lock:
+            hist = self._by_key[rtype.key]
+            meta = obj.setdefault("metadata", {})
+            key = (meta.get("namespace") or "", meta["name"])
+            old = hist.current.get(*key)
+            if (old is not None) == create:
+                return None
+            self._revision += 1
+            meta["resourceVersion"] = str(self._revision)
+            if create:
+                meta["uid"] = str(uuid.uuid4())
+                meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            entries = [e for e in hist.current.entries if e.key != key]
+            entries.append(Entry.of(obj))
+            hist.push(Snapshot.build(self._revision, entries), time.monotonic(), self.continue_ttl)
+            return obj
+
+    def delete(self, rtype: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            hist = self._by_key[rtype.key]
+            old = hist.current.get(namespace, name)
+            if old is None:
+                return None
+            self._revision += 1
+            entries = [e for e in hist.current.entries if e.key != (namespace, name)]
+            hist.push(Snapshot.build(self._revision, entries), time.monotonic(), self.continue_ttl)
+            return old.obj

@@ -50,7 +50,7 @@ CLUSTER_ROLES: tuple[tuple[str, list[Obj], Obj | None], ...] = (
         None,
     ),
     (
-        "kq-reader",
+        "kubequery-reader",
         [
             _rule(
                 READ,
@@ -129,8 +129,8 @@ def rbac(ctx: Ctx, namespaces: list[str], app_namespaces: list[str]) -> None:
     bindings = (
         ("cluster-admin", "cluster-admin", [{"kind": "Group", "apiGroup": RBAC, "name": "system:masters"}]),
         (
-            "kq-reader",
-            "kq-reader",
+            "kubequery-reader",
+            "kubequery-reader",
             [
                 {"kind": "ServiceAccount", "name": "kubequery", "namespace": "kube-system"},
                 {"kind": "User", "apiGroup": RBAC, "name": "kq-pipeline"},

@@ -1,0 +1,164 @@
+"""Creates and deletes for the kinds that registering a cluster writes, and the token controller.
+
+`kq clusters register` creates a namespace, a ServiceAccount, a ClusterRole, its binding and a
+`kubernetes.io/service-account-token` Secret. As on a real cluster, the token controller fills that
+Secret a moment later with a new token and the cluster CA; the token then authenticates as the
+service account, whose rights are whatever the stored bindings grant it (see bindings.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+from typing import Any
+
+import orjson
+
+from kq_pipeline.simulator import status
+from kq_pipeline.simulator.bindings import RBAC_GROUP, Principal
+from kq_pipeline.simulator.catalog import Catalog, ResourceType
+from kq_pipeline.simulator.status import ApiError
+from kq_pipeline.simulator.store import ClusterStore
+
+CREATABLE: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("", "namespaces"),
+        ("", "serviceaccounts"),
+        ("", "secrets"),
+        (RBAC_GROUP, "clusterroles"),
+        (RBAC_GROUP, "clusterrolebindings"),
+        (RBAC_GROUP, "roles"),
+        (RBAC_GROUP, "rolebindings"),
+    }
+)
+SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
+SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
+SA_UID_ANNOTATION = "kubernetes.io/service-account.uid"
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+class TokenController:
+    """Issues service-account tokens into token Secrets and says whom a presented token belongs to."""
+
+    def __init__(self, catalog: Catalog, store: ClusterStore, ca_pem: str, delay_s: float) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._ca_pem = ca_pem
+        self.delay_s = delay_s
+        self._issued: dict[str, tuple[str, str]] = {}
+        """token → (namespace, secret name); valid while that Secret still holds it."""
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TokenController(issued={len(self._issued)})"
+
+    def _type(self, resource: str) -> ResourceType:
+        rtype = self._catalog.lookup("", "v1", resource)
+        assert rtype is not None
+        return rtype
+
+    def secret_created(self, secret: dict[str, Any]) -> None:
+        if secret.get("type") != SA_TOKEN_TYPE:
+            return
+        meta = secret["metadata"]
+        timer = threading.Timer(self.delay_s, self._fill, args=(meta["namespace"], meta["name"]))
+        timer.daemon = True
+        timer.start()
+
+    def _fill(self, namespace: str, name: str) -> None:
+        secrets_t, sa_t = self._type("secrets"), self._type("serviceaccounts")
+        current = self._store.get(secrets_t, namespace, name)
+        if current is None:
+            return
+        sa_name = (current["metadata"].get("annotations") or {}).get(SA_NAME_ANNOTATION)
+        sa = self._store.get(sa_t, namespace, sa_name or "")
+        if sa is None:
+            return  # the real controller waits for (or garbage-collects) a token of a missing account
+        token = "kq-sim-sa." + secrets.token_urlsafe(32)
+        updated = orjson.loads(orjson.dumps(current))
+        updated["metadata"].setdefault("annotations", {})[SA_UID_ANNOTATION] = sa["metadata"].get("uid", "")
+        updated["data"] = {
+            **(updated.get("data") or {}),
+            "token": _b64(token),
+            "ca.crt": _b64(self._ca_pem),
+            "namespace": _b64(namespace),
+        }
+        with self._lock:
+            if self._store.write(secrets_t, updated, create=False) is not None:
+                self._issued[token] = (namespace, name)
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The service account a token was issued for, while its Secret and account still exist."""
+        with self._lock:
+            where = self._issued.get(token)
+        if where is None:
+            return None
+        secret = self._store.get(self._type("secrets"), *where)
+        if secret is None or (secret.get("data") or {}).get("token") != _b64(token):
+            return None
+        sa_name = (secret["metadata"].get("annotations") or {}).get(SA_NAME_ANNOTATION) or ""
+        if self._store.get(self._type("serviceaccounts"), where[0], sa_name) is None:
+            return None
+        return Principal.service_account(where[0], sa_name)
+
+
+class Writes:
+    """POST (create) and DELETE on the registration kinds; everything else stays read-only."""
+
+    def __init__(self, catalog: Catalog, store: ClusterStore, tokens: TokenController) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._tokens = tokens
+
+    def __repr__(self) -> str:
+        return "Writes()"
+
+    @staticmethod
+    def writable(rtype: ResourceType) -> bool:
+        return (rtype.group, rtype.resource) in CREATABLE
+
+    def create(self, rtype: ResourceType, namespace: str | None, body: bytes) -> dict[str, Any]:
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise status.bad_request("the request body is not JSON") from None
+        if (
+            not isinstance(obj, dict)
+            or obj.get("kind") != rtype.kind
+            or obj.get("apiVersion") != rtype.group_version
+        ):
+            raise status.bad_request(f"the body must be a {rtype.group_version} {rtype.kind}")
+        meta = obj.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not name:
+            raise status.invalid(rtype.kind, "", "metadata.name: Required value")
+        if rtype.namespaced:
+            if meta.get("namespace") not in (None, namespace):
+                raise status.bad_request(
+                    "the namespace of the object does not match the namespace of the request"
+                )
+            meta["namespace"] = namespace
+            if self._store.get(self._ns_type(), "", namespace or "") is None:
+                raise status.not_found("namespaces", "", namespace or "")
+        stored = self._store.write(rtype, obj, create=True)
+        if stored is None:
+            raise status.already_exists(rtype.resource, rtype.group, name)
+        if rtype.resource == "secrets":
+            self._tokens.secret_created(stored)
+        return stored
+
+    def delete(self, rtype: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        gone = self._store.delete(rtype, namespace or "", name)
+        if gone is None:
+            raise status.not_found(rtype.resource, rtype.group, name)
+        return gone
+
+    def _ns_type(self) -> ResourceType:
+        rtype = self._catalog.lookup("", "v1", "namespaces")
+        if rtype is None:
+            raise ApiError(500, "InternalError", "namespaces are not served")
+        return rtype
