@@ -91,6 +91,12 @@ def dagster(tmp_path: Path, pg_dsn: str) -> Iterator[DagsterDev]:
         dev.stop()
 
 
+def _materialized(dev: DagsterDev) -> set[str]:
+    """Partitions of kubequery/core with a materialization: written when a run's op finishes."""
+    data = dev.graphql(MATERIALIZATIONS, {"path": ["kubequery", "core"]})
+    return {m["partition"] for m in data["assetOrError"].get("assetMaterializations", [])}
+
+
 def _loaded_ok(dsn: str, cluster: str) -> bool:
     with psycopg.connect(dsn) as conn:
         n = conn.execute(
@@ -113,12 +119,14 @@ def test_sensor_catalog_checks_and_one_cluster_rematerialized(
         inventory.upsert_clusters(conn, inventory.clusters_from_kubeconfig(kubeconfig, ["ui-0"]))
 
     # The sensor adds the partition and requests the first load, without a human.
-    wait_for(lambda: _loaded_ok(pg_dsn, "ui-0"), 180, "first load of ui-0 by the sensor")
+    wait_for(lambda: "ui-0" in _materialized(dagster), 180, "first load of ui-0 by the sensor")
+    assert _loaded_ok(pg_dsn, "ui-0")
 
     # A cluster added while dagster runs gets a partition and its first load within a sensor interval.
     with psycopg.connect(pg_dsn) as conn:
         inventory.upsert_clusters(conn, inventory.clusters_from_kubeconfig(kubeconfig, ["ui-1"]))
-    wait_for(lambda: _loaded_ok(pg_dsn, "ui-1"), 180, "first load of ui-1 by the sensor")
+    wait_for(lambda: "ui-1" in _materialized(dagster), 180, "first load of ui-1 by the sensor")
+    assert _loaded_ok(pg_dsn, "ui-1")
     partitions = dagster.graphql(PARTITIONS, {"path": ["kubequery", "core"]})["assetNodeOrError"][
         "partitionKeys"
     ]
@@ -136,10 +144,14 @@ def test_sensor_catalog_checks_and_one_cluster_rematerialized(
         "assetMaterializations"
     ]
     assert {m["partition"] for m in mats} == {"ui-0", "ui-1"}
-    checks = dagster.graphql(CHECKS, {"path": ["kubequery", "core"], "partition": "ui-1"})[
-        "assetCheckExecutions"
-    ]
-    assert checks and checks[0]["partition"] == "ui-1" and checks[0]["status"] == "SUCCEEDED"
+    checks = wait_for(
+        lambda: dagster.graphql(CHECKS, {"path": ["kubequery", "core"], "partition": "ui-1"})[
+            "assetCheckExecutions"
+        ],
+        60,
+        "row_counts check evaluated for ui-1",
+    )
+    assert checks[0]["partition"] == "ui-1" and checks[0]["status"] == "SUCCEEDED"
 
     # Re-materializing one partition from the UI refreshes only that cluster.
     launched = dagster.graphql(LAUNCH, {"partition": "ui-1"})["launchRun"]
