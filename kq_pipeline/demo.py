@@ -79,7 +79,8 @@ def _serve_ui(port: int) -> int:
         "kq_pipeline.definitions",
     ]
     print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops the UI and the simulated fleet)", flush=True)
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    # cwd: dagster dev warns about any dagster.yaml in the current folder that DAGSTER_HOME doesn't use.
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, cwd=dagster_home())
     try:
         return proc.wait()
     except KeyboardInterrupt:

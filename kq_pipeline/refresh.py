@@ -168,6 +168,7 @@ def _refresh_locked(
                 run_id=run_id,
                 started_at=started,
                 rows_extracted=len(te.rows),
+                extract_s=te.duration_s + (time.perf_counter() - t0),
             )
         except Exception as exc:
             error = f"cluster {cluster.name}: table {table}: load failed: {exc}"

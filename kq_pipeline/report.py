@@ -15,7 +15,8 @@ def print_run_report(conn: psycopg.Connection, run_id: str) -> tuple[int, list[s
         cur.execute(
             """
             SELECT l.cluster_name, coalesce(c.server, ''), l.table_name, l.status, l.rows_loaded,
-                   extract(epoch FROM l.finished_at - l.started_at) * 1000, l.error
+                   coalesce(l.duration_ms, extract(epoch FROM l.finished_at - l.started_at) * 1000),
+                   l.error
             FROM kq_loads l LEFT JOIN kq_clusters c ON c.name = l.cluster_name
             WHERE l.run_id = %s
             ORDER BY l.cluster_name, l.id

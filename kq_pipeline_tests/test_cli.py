@@ -39,6 +39,8 @@ def test_three_clusters_load_replace_and_survive_one_failing(
         report = capsys.readouterr().out
         assert "sim-0 kubernetes_pods Rows=200" in report
         assert "3 cluster(s) loaded, 0 failed" in report
+        timed = "SELECT count(*) FROM kq_loads WHERE status = 'success' AND duration_ms >= 0"
+        assert _query(kq_env, timed) == [(3 * 51,)]
 
         assert main(["load"]) == 0  # replace, not append
         assert _query(kq_env, per_cluster) == [("sim-0", 200), ("sim-1", 200), ("sim-2", 200)]

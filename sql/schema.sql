@@ -33,8 +33,12 @@ CREATE TABLE IF NOT EXISTS kq_loads (
     rows_rejected integer NOT NULL DEFAULT 0,
     started_at timestamptz NOT NULL,
     finished_at timestamptz NOT NULL,
-    error text
+    error text,
+    duration_ms integer
 );
+-- Added after the first release: upgrade older databases in place.
+ALTER TABLE kq_loads ADD COLUMN IF NOT EXISTS duration_ms integer;
+COMMENT ON COLUMN kq_loads.duration_ms IS 'Time spent on this table: its list calls, rows, frame and load.';
 CREATE INDEX IF NOT EXISTS kq_loads_cluster_table_finished_idx
     ON kq_loads (cluster_name, table_name, finished_at DESC);
 CREATE INDEX IF NOT EXISTS kq_loads_run_id_idx ON kq_loads (run_id);
