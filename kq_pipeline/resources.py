@@ -6,17 +6,31 @@ never reaches the UI or the event log); with no `KQ_DATABASE_URL` the embedded P
 
 from __future__ import annotations
 
+import threading
+
 from dagster import ConfigurableResource
 
-from kq_pipeline.db.connection import resolve_dsn
+from kq_pipeline.db.connection import connect, resolve_dsn
+from kq_pipeline.db.schema import apply_schema
 from kq_pipeline.refresh import RefreshSettings
+
+_SCHEMA_LOCK = threading.Lock()
+_SCHEMA_READY: set[str] = set()
 
 
 class FleetDatabase(ConfigurableResource):
     """The PostgreSQL database that holds every cluster's tables."""
 
     def dsn(self) -> str:
-        return resolve_dsn()
+        """The DSN, with the schema applied once per process: a code upgrade that adds a column or
+        index takes effect on its first run, not only after someone runs `kq db init`."""
+        dsn = resolve_dsn()
+        with _SCHEMA_LOCK:
+            if dsn not in _SCHEMA_READY:
+                with connect(dsn) as conn:
+                    apply_schema(conn)
+                _SCHEMA_READY.add(dsn)
+        return dsn
 
 
 class PollingSettings(ConfigurableResource):
