@@ -1,4 +1,4 @@
-"""Everything Dagster loads: the group assets, the table catalog, checks, sensor, schedule, resources."""
+"""Everything Dagster loads: the group assets, the table catalog, checks, sensor, schedules, resources."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from dagster import Definitions
 
 from kq_pipeline.assets import kubequery_snapshot, table_specs
 from kq_pipeline.resources import FleetDatabase, PollingSettings
+from kq_pipeline.retention import prune_job, retention_schedule
 from kq_pipeline.schedules import fleet_refresh, refresh_job
 from kq_pipeline.sensors import inventory_sensor
 
 defs = Definitions(
     assets=[kubequery_snapshot, *table_specs],
-    jobs=[refresh_job],
-    schedules=[fleet_refresh],
+    jobs=[refresh_job, prune_job],
+    schedules=[fleet_refresh, retention_schedule],
     sensors=[inventory_sensor],
     resources={"fleet_db": FleetDatabase(), "polling": PollingSettings()},
 )

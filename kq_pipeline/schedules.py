@@ -49,11 +49,20 @@ def contiguous_ranges(keys: Sequence[str], order: Sequence[str], max_len: int) -
 
 
 def range_run_requests(
-    keys: Sequence[str], order: Sequence[str], *, reason: str, max_len: int = MAX_CLUSTERS_PER_RUN
+    keys: Sequence[str],
+    order: Sequence[str],
+    *,
+    reason: str,
+    max_len: int = MAX_CLUSTERS_PER_RUN,
+    keyed: bool = False,
 ) -> list[RunRequest]:
+    """One run request per range. `keyed` gives each a run_key, which a schedule needs to return several
+    (Dagster scopes a schedule's run keys to its tick); a sensor's must stay unkeyed, since a sensor's
+    run keys are remembered forever and would drop the first load of a re-added cluster."""
     return [
         RunRequest(
             job_name=refresh_job.name,
+            run_key=f"{start}..{end}" if keyed else None,
             tags={
                 ASSET_PARTITION_RANGE_START_TAG: start,
                 ASSET_PARTITION_RANGE_END_TAG: end,
@@ -75,4 +84,4 @@ def fleet_refresh(context: ScheduleEvaluationContext) -> list[RunRequest] | Skip
     keys = context.instance.get_dynamic_partitions(CLUSTERS_PARTITIONS_NAME)
     if not keys:
         return SkipReason("no clusters in the inventory yet")
-    return range_run_requests(keys, keys, reason="scheduled refresh")
+    return range_run_requests(keys, keys, reason="scheduled refresh", keyed=True)

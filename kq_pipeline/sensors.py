@@ -53,12 +53,14 @@ def inventory_sensor(context: SensorEvaluationContext, fleet_db: FleetDatabase) 
         existing = context.instance.get_dynamic_partitions(CLUSTERS_PARTITIONS_NAME)
         new = [n for n in active if n not in seen]
         missing_partitions = [n for n in active if n not in existing]
-        gone = sorted(set(existing) - set(active))
+        # Seen names too: `kq clusters remove` drops the partition itself, before this tick.
+        gone = sorted((set(existing) | set(seen)) - set(active))
         if not new and not gone and not missing_partitions and set(seen) <= set(active):
             return SkipReason(f"inventory unchanged: {len(active)} cluster(s)")
         policy = _retire_policy()
         for name in gone:
             retire_rows(conn, name, policy)
+    stale = [n for n in gone if n in existing]
     order = [n for n in existing if n not in gone] + missing_partitions
     run_requests: list[RunRequest] = range_run_requests(new, order, reason="first load")
     context.log.info(f"new: {new}; retired: {gone} (rows: {policy}); {len(run_requests)} run(s) requested")
@@ -66,7 +68,7 @@ def inventory_sensor(context: SensorEvaluationContext, fleet_db: FleetDatabase) 
         run_requests=run_requests,
         dynamic_partitions_requests=[
             *([clusters_partitions.build_add_request(missing_partitions)] if missing_partitions else []),
-            *([clusters_partitions.build_delete_request(gone)] if gone else []),
+            *([clusters_partitions.build_delete_request(stale)] if stale else []),
         ],
         cursor=json.dumps(sorted(active)),
     )

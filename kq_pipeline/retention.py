@@ -1,0 +1,91 @@
+"""Keep Dagster's storage flat: delete finished runs (and with them their event logs) past a retention age.
+
+Dagster keeps every run's events forever; a fleet refreshed every 15 minutes writes about a million
+event rows a day. Long-term history lives in our own `kq_loads` table (one row per cluster x table
+load), so Dagster only needs recent runs. Each tick deletes at most `max_runs_per_tick` runs, oldest
+first, so one tick never holds the storage for long; a backlog drains over later ticks.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the Config annotation of the op at runtime.
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from dagster import (
+    Config,
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    OpExecutionContext,
+    RunsFilter,
+    job,
+    op,
+    schedule,
+)
+
+RETENTION_CRON = os.environ.get("KQ_RETENTION_CRON", "17 3 * * *")
+DEFAULT_RETENTION_DAYS = float(os.environ.get("KQ_RUN_RETENTION_DAYS", "7"))
+DEFAULT_MAX_RUNS_PER_TICK = 1000
+
+FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    deleted: int
+    remaining_old: bool
+    """True when the tick's bound stopped it: more old runs are left for the next tick."""
+
+
+def prune_runs(
+    instance: DagsterInstance, retention: timedelta, max_runs: int, now: datetime | None = None
+) -> PruneResult:
+    """Delete finished runs created more than `retention` ago, oldest first, at most `max_runs`.
+
+    Runs still queued or in progress are never deleted, however old.
+    """
+    cutoff = (now or datetime.now(UTC)) - retention
+    records = instance.get_run_records(
+        filters=RunsFilter(created_before=cutoff, statuses=FINISHED),
+        limit=max_runs + 1,
+        ascending=True,
+    )
+    for record in records[:max_runs]:
+        instance.delete_run(record.dagster_run.run_id)
+    return PruneResult(deleted=min(len(records), max_runs), remaining_old=len(records) > max_runs)
+
+
+class RetentionConfig(Config):
+    retention_days: float = DEFAULT_RETENTION_DAYS
+    """Age (days, fractions allowed) past which finished runs are deleted; KQ_RUN_RETENTION_DAYS."""
+    max_runs_per_tick: int = DEFAULT_MAX_RUNS_PER_TICK
+
+
+@op(description="Delete finished Dagster runs, and their event logs, older than the retention age.")
+def prune_old_runs(context: OpExecutionContext, config: RetentionConfig) -> int:
+    result = prune_runs(context.instance, timedelta(days=config.retention_days), config.max_runs_per_tick)
+    more = "; more remain for the next tick" if result.remaining_old else ""
+    context.log.info(f"deleted {result.deleted} run(s) older than {config.retention_days:g} day(s){more}")
+    return result.deleted
+
+
+@job(
+    name="prune_dagster_runs",
+    description="Keeps Dagster's run and event-log storage bounded; history stays in kq_loads.",
+)
+def prune_job() -> None:
+    prune_old_runs()
+
+
+@schedule(
+    name="dagster_run_retention",
+    cron_schedule=RETENTION_CRON,
+    job=prune_job,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description=(
+        f"Delete Dagster runs older than {DEFAULT_RETENTION_DAYS:g} day(s) (KQ_RUN_RETENTION_DAYS), "
+        f"{RETENTION_CRON} (KQ_RETENTION_CRON)."
+    ),
+)
+def retention_schedule() -> dict:
+    return {}

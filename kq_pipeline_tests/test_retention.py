@@ -1,0 +1,133 @@
+"""Dagster's storage stays flat: finished runs past the retention age are deleted with their events,
+while `kq_loads` keeps every load's history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    DagsterRunStatus,
+    build_schedule_context,
+    instance_for_test,
+)
+
+from kq_pipeline import inventory
+from kq_pipeline.definitions import defs
+from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME
+from kq_pipeline.registry import TABLES
+from kq_pipeline.retention import prune_job, prune_runs, retention_schedule
+from kq_pipeline.schedules import refresh_job
+from kq_pipeline.simulator import serve_fleet
+from kq_pipeline.simulator.objects import ClusterSpec
+
+KEEP_ALL = {"ops": {"prune_old_runs": {"config": {"retention_days": 1000}}}}
+KEEP_NONE = {"ops": {"prune_old_runs": {"config": {"retention_days": 0}}}}
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with instance_for_test() as inst:
+        yield inst
+
+
+def _finished_runs(instance: DagsterInstance, n: int) -> list[str]:
+    """n real, finished runs (of the prune job, keeping everything), oldest first."""
+    return [prune_job.execute_in_process(instance=instance, run_config=KEEP_ALL).run_id for _ in range(n)]
+
+
+def _run_ids(instance: DagsterInstance) -> set[str]:
+    return {r.dagster_run.run_id for r in instance.get_run_records()}
+
+
+def test_runs_younger_than_the_retention_age_are_kept(instance: DagsterInstance) -> None:
+    runs = _finished_runs(instance, 3)
+    assert prune_runs(instance, timedelta(days=7), max_runs=100).deleted == 0
+    assert _run_ids(instance) == set(runs)
+
+    eight_days_later = datetime.now(UTC) + timedelta(days=8)
+    result = prune_runs(instance, timedelta(days=7), max_runs=100, now=eight_days_later)
+
+    assert (result.deleted, result.remaining_old) == (3, False)
+    assert _run_ids(instance) == set()
+    assert all(instance.all_logs(r) == [] for r in runs)  # the event log goes with the run
+
+
+def test_each_tick_deletes_at_most_its_bound_oldest_first(instance: DagsterInstance) -> None:
+    runs = _finished_runs(instance, 5)
+
+    result = prune_runs(instance, timedelta(0), max_runs=2)
+
+    assert (result.deleted, result.remaining_old) == (2, True)
+    assert _run_ids(instance) == set(runs[2:])
+    assert prune_runs(instance, timedelta(0), max_runs=3).remaining_old is False
+    assert _run_ids(instance) == set()
+
+
+def test_runs_not_finished_are_never_deleted(instance: DagsterInstance) -> None:
+    queued = instance.create_run_for_job(prune_job, run_config=KEEP_ALL)
+    started = instance.create_run_for_job(prune_job, run_config=KEEP_ALL, status=DagsterRunStatus.STARTED)
+
+    result = prune_runs(instance, timedelta(0), max_runs=100, now=datetime.now(UTC) + timedelta(days=30))
+
+    assert result.deleted == 0
+    assert _run_ids(instance) == {queued.run_id, started.run_id}
+
+
+def test_the_retention_schedule_is_registered_and_requests_the_prune_job() -> None:
+    assert defs.resolve_schedule_def("dagster_run_retention").job_name == "prune_dagster_runs"
+    with instance_for_test() as instance:
+        result = retention_schedule.evaluate_tick(build_schedule_context(instance=instance))
+    assert len(result.run_requests) == 1
+    assert retention_schedule.job_name == "prune_dagster_runs"
+
+
+@pytest.fixture
+def one_cluster(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("KQ_DATABASE_URL", pg_dsn)
+    with serve_fleet([ClusterSpec(name="ret-0", seed=3, pods=10, namespaces=2)]) as fleet:
+        kubeconfig = fleet.write_kubeconfig(tmp_path / "k.yaml")
+        with psycopg.connect(pg_dsn) as conn:
+            inventory.upsert_clusters(conn, inventory.clusters_from_kubeconfig(kubeconfig))
+        yield "ret-0"
+
+
+def _event_count(instance: DagsterInstance) -> int:
+    return sum(len(instance.all_logs(run_id)) for run_id in _run_ids(instance))
+
+
+def _loads(dsn: str, cluster: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT count(*) FROM kq_loads WHERE cluster_name = %s", (cluster,)).fetchone()[0]
+
+
+def test_refreshes_plus_pruning_keep_dagster_storage_bounded_and_history_in_kq_loads(
+    one_cluster: str, pg_dsn: str, instance: DagsterInstance
+) -> None:
+    instance.add_dynamic_partitions(CLUSTERS_PARTITIONS_NAME, [one_cluster])
+    refresh = defs.resolve_job_def(refresh_job.name)
+    core = AssetKey(["kubequery", "core"])
+    refreshes = 3
+    after_prune: list[tuple[int, int]] = []
+    for i in range(1, refreshes + 1):
+        result = refresh.execute_in_process(instance=instance, partition_key=one_cluster)
+        assert result.success
+        events_before_prune = _event_count(instance)
+        assert len(instance.fetch_materializations(core, limit=100).records) == 1
+
+        prune_job.execute_in_process(instance=instance, run_config=KEEP_NONE)
+
+        # The refresh run and its events are gone; only the prune run (running while it pruned) is left.
+        assert result.run_id not in _run_ids(instance)
+        assert instance.fetch_materializations(core, limit=100).records == []
+        after_prune.append((len(_run_ids(instance)), _event_count(instance)))
+        assert after_prune[-1][1] < events_before_prune
+        assert _loads(pg_dsn, one_cluster) == i * len(TABLES)  # history is ours, and it grows
+
+    assert len(set(after_prune)) == 1, after_prune  # flat: the same run and event count every cycle
+    assert after_prune[0][0] == 1
