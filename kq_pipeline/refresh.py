@@ -22,7 +22,7 @@ from kq_pipeline.db.connection import connect
 from kq_pipeline.db.snapshot import record_failed_load, replace_snapshot
 from kq_pipeline.extract import kubequery as kubequery_extractor
 from kq_pipeline.extract import native as native_extractor
-from kq_pipeline.frames import to_frame
+from kq_pipeline.frames import TypedFrame, to_frame
 
 log = logging.getLogger(__name__)
 
@@ -95,36 +95,50 @@ def cluster_lock(conn: psycopg.Connection, cluster: str, timeout_s: float) -> It
     try:
         yield
     finally:
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(hashtextextended('kq-cluster:' || %s, 0))", (cluster,))
+        if not (conn.closed or conn.broken):  # a lost session has released its locks already
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(hashtextextended('kq-cluster:' || %s, 0))", (cluster,))
 
 
 def refresh_cluster(
     dsn: str, name: str, tables: Sequence[str], *, run_id: str | None, settings: RefreshSettings
 ) -> ClusterOutcome:
+    """Refresh one cluster; never raises: every failure, the database's included, is an outcome."""
     started = _now()
     t0 = time.perf_counter()
     outcome = ClusterOutcome(cluster=name)
-    with connect(dsn) as conn:
-        conn.autocommit = True
-        cluster = inventory.get_cluster(conn, name)
-        if cluster is None:
-            outcome.error = f"cluster {name} is not in the inventory (removed or never added)"
-            return outcome
-        outcome.server = cluster.server
-        try:
+    try:
+        with connect(dsn) as conn:
+            conn.autocommit = True
+            cluster = inventory.get_cluster(conn, name)
+            if cluster is None:
+                outcome.error = f"cluster {name} is not in the inventory (removed or never added)"
+                return outcome
+            outcome.server = cluster.server
             with cluster_lock(conn, name, settings.lock_timeout_s):
                 _refresh_locked(conn, cluster, tables, run_id, settings, started, outcome)
-        except Exception as exc:  # one cluster's failure must never stop the others
-            outcome.error = f"cluster {name}: {exc}"
-            log.warning("%s", outcome.error)
-            for table in tables:
-                if table not in outcome.tables:
-                    record_failed_load(
-                        conn, table, name, error=outcome.error, run_id=run_id, started_at=started
-                    )
+    except Exception as exc:  # one cluster's failure must never stop the others
+        outcome.error = f"cluster {name}: {exc}"
+        log.warning("%s", outcome.error)
+        _record_failures(
+            dsn, name, [t for t in tables if t not in outcome.tables], outcome.error, run_id, started
+        )
     outcome.duration_s = time.perf_counter() - t0
     return outcome
+
+
+def _record_failures(
+    dsn: str, name: str, tables: Sequence[str], error: str, run_id: str | None, started: datetime
+) -> None:
+    """Record failed loads on a fresh connection (the refresh's own may be the thing that broke);
+    if the database is unreachable, the failure is still in the outcome and the run's log."""
+    try:
+        with connect(dsn) as conn:
+            conn.autocommit = True
+            for table in tables:
+                record_failed_load(conn, table, name, error=error, run_id=run_id, started_at=started)
+    except Exception as exc:
+        log.warning("cluster %s: could not record the failed loads in kq_loads: %s", name, exc)
 
 
 def _refresh_locked(
@@ -160,6 +174,7 @@ def _refresh_locked(
             continue
         try:
             typed = to_frame(table, te.rows, cluster_name=cluster.name)
+            note = data_note(te.note, typed)
             result = replace_snapshot(
                 conn,
                 table,
@@ -169,6 +184,7 @@ def _refresh_locked(
                 started_at=started,
                 rows_extracted=len(te.rows),
                 extract_s=te.duration_s + (time.perf_counter() - t0),
+                note=note,
             )
         except Exception as exc:
             error = f"cluster {cluster.name}: table {table}: load failed: {exc}"
@@ -181,8 +197,23 @@ def _refresh_locked(
             result.rows_loaded,
             result.rows_rejected,
             te.duration_s + (time.perf_counter() - t0),
-            note=te.note,
+            note=note,
         )
+
+
+MAX_REASONS = 5
+
+
+def data_note(extract_note: str | None, typed: TypedFrame) -> str | None:
+    """What an operator needs to know about values that could not be stored as they came."""
+    parts = [extract_note] if extract_note else []
+    if typed.rejected:
+        reasons = "; ".join(f"row {r.row_index} {r.column}: {r.reason}" for r in typed.rejected[:MAX_REASONS])
+        more = f" (+{len(typed.rejected) - MAX_REASONS} more)" if len(typed.rejected) > MAX_REASONS else ""
+        parts.append(f"{len(typed.rejected)} row(s) rejected: {reasons}{more}")
+    if typed.sanitized:
+        parts.append(f"{typed.sanitized} value(s) sanitised (NUL bytes removed, invalid characters replaced)")
+    return "; ".join(parts) or None
 
 
 def refresh_clusters(

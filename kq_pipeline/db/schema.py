@@ -60,10 +60,13 @@ CREATE TABLE IF NOT EXISTS kq_loads (
     started_at timestamptz NOT NULL,
     finished_at timestamptz NOT NULL,
     error text,
-    duration_ms integer
+    duration_ms integer,
+    note text
 );
 -- Added after the first release: upgrade older databases in place.
 ALTER TABLE kq_loads ADD COLUMN IF NOT EXISTS duration_ms integer;
+ALTER TABLE kq_loads ADD COLUMN IF NOT EXISTS note text;
+COMMENT ON COLUMN kq_loads.note IS 'Rejected rows and why, sanitised values, kind not served.';
 COMMENT ON COLUMN kq_loads.duration_ms IS 'Time spent on this table: its list calls, rows, frame and load.';
 CREATE INDEX IF NOT EXISTS kq_loads_cluster_table_finished_idx
     ON kq_loads (cluster_name, table_name, finished_at DESC);

@@ -29,9 +29,9 @@ MAX_ERROR_CHARS = 8000
 CLUSTER_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('kq-cluster:' || %s, 0))"
 INSERT_LOAD_SQL = """
     INSERT INTO kq_loads (run_id, cluster_name, table_name, status, rows_extracted, rows_loaded,
-                          rows_rejected, started_at, finished_at, error, duration_ms)
+                          rows_rejected, started_at, finished_at, error, duration_ms, note)
     VALUES (%(run_id)s, %(cluster_name)s, %(table_name)s, %(status)s, %(rows_extracted)s, %(rows_loaded)s,
-            %(rows_rejected)s, %(started_at)s, clock_timestamp(), %(error)s, %(duration_ms)s)
+            %(rows_rejected)s, %(started_at)s, clock_timestamp(), %(error)s, %(duration_ms)s, %(note)s)
 """
 
 
@@ -52,6 +52,7 @@ def replace_snapshot(
     started_at: datetime,
     rows_extracted: int,
     extract_s: float = 0.0,
+    note: str | None = None,
 ) -> LoadResult:
     """Replace `cluster_name`'s rows of `table` with the frame's rows, atomically.
 
@@ -87,6 +88,7 @@ def replace_snapshot(
                 loaded,
                 rejected,
                 duration_s=extract_s + (time.perf_counter() - t0),
+                note=note,
             ),
         )
     return LoadResult(rows_loaded=loaded, rows_rejected=rejected, duration_s=time.perf_counter() - t0)
@@ -123,6 +125,7 @@ def _load_row(
     rows_rejected: int = 0,
     error: str | None = None,
     duration_s: float | None = None,
+    note: str | None = None,
 ) -> dict[str, object]:
     return {
         "run_id": run_id,
@@ -135,6 +138,7 @@ def _load_row(
         "started_at": started_at,
         "error": error,
         "duration_ms": None if duration_s is None else round(duration_s * 1000),
+        "note": note,
     }
 
 
