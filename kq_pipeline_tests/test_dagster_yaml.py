@@ -78,6 +78,10 @@ def test_the_production_instance_stores_runs_events_and_partitions_in_postgresql
             assert isinstance(instance.run_storage, PostgresRunStorage)
             assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
             assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+            # Pooled connections (kq_pipeline/dagster_storage.py), in this process and in run workers.
+            for storage in (instance.run_storage, instance.event_log_storage, instance.schedule_storage):
+                assert type(storage._engine.pool).__name__ != "NullPool"
+            assert instance.get_ref().storage_data.class_name == "PooledPostgresStorage"
             assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
             concurrency = instance.get_concurrency_config()
             assert concurrency.run_queue_config.max_concurrent_runs == 4
