@@ -66,18 +66,9 @@ def run_demo(*, clusters: int, ui: bool, port: int, kq: Callable[[list[str]], in
 def _serve_ui(port: int) -> int:
     """Run `dagster dev` (webserver + daemon) on 127.0.0.1 until Ctrl-C, in its own process group."""
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home())}
-    cmd = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-m",
-        "kq_pipeline.definitions",
-    ]
+    cmd = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)]
+    # warning level: the query hints printed above stay readable under the services' start-up logs
+    cmd += ["--log-level", "warning", "-m", "kq_pipeline.definitions"]
     print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops the UI and the simulated fleet)", flush=True)
     # cwd: dagster dev warns about any dagster.yaml in the current folder that DAGSTER_HOME doesn't use.
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, cwd=dagster_home())
