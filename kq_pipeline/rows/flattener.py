@@ -9,7 +9,11 @@ turns a set of tables over one object list into Python source, compiled once and
 * a column is rendered by its Go type (`render` in schema.json) into a local that is None when
   kubequery omits the key; object-level columns are rendered once per object and shared by every
   table and loop row that uses them (pods, pod containers and pod volumes share labels, ...);
-* one row per object, or per element of each `row_loops` list in order.
+* one row per object, or per element of each `row_loops` list in order;
+* in a row loop, columns read under one element key that are omitted when it is absent are emitted
+  inside `if e[key]:` (a volume has one of 29 sources), and `when X != nil` alternatives read `X.f`
+  only in the branch taken. Loop rows may therefore list their keys in a different order than the
+  schema; rows are mappings, compared and consumed by column name.
 
 Schema conventions interpreted here (documented in ../shared/kubequery/README.md):
 `&field` in `go` means the address of a plain field, so a missing value is the pointee's zero value
@@ -29,6 +33,7 @@ from typing import Any
 from kq_pipeline.registry import Column, Table, table
 from kq_pipeline.rows import gojson
 from kq_pipeline.rows.gotime import is_zero_time, unix_seconds
+from kq_pipeline.rows.memo import memo_encoder
 from kq_pipeline.rows.quantity import quantity_string
 
 RowBuilder = Callable[[Sequence[dict[str, Any]], list[list[dict[str, str]]], str, str, str], None]
@@ -167,7 +172,8 @@ class _Scope:
 
 
 class _Codegen:
-    def __init__(self) -> None:
+    def __init__(self, general_json: bool = False) -> None:
+        self.general_json = general_json
         self.counter = 0
         self.ns: dict[str, Any] = {
             "UNIX": unix_seconds,
@@ -185,7 +191,11 @@ class _Codegen:
         """A renderer per column, so each column's memo judges its own hit rate."""
         name = f"J{len(self.encoders)}"
         self.encoders[name] = go_type
-        self.ns[name] = gojson.memo_encoder(go_type)
+        if self.general_json:
+            raw, escape = gojson.value_encoder(go_type), gojson.escape_html
+            self.ns[name] = lambda value: escape(raw(value))
+        else:
+            self.ns[name] = memo_encoder(go_type, on_disable=lambda plain: self.ns.__setitem__(name, plain))
         return name
 
     # -- paths ------------------------------------------------------------------------------------
@@ -228,8 +238,7 @@ class _Codegen:
         )
         scope = elem if uses_elem and elem is not None else obj
         render, go_type = column.render, column.go_type
-        nilable = go_type.startswith("*") or (render == "json" and gojson.is_nilable(go_type))
-        always = not nilable and render in ("integer", "bool_0_1", "unix_seconds", "json")
+        nilable, always = _presence(column)
         cache_key = ("col", render, go_type, alts)
         if scope is obj and cache_key in obj.cache:
             return obj.cache[cache_key], always, False
@@ -270,10 +279,18 @@ class _Codegen:
             pointee = gojson._compiler().kind(column.go_type.lstrip("*"))
             zero = _ZERO_OF_KIND.get(pointee, "None")
 
-        def expr(alt: _Alt) -> str:
+        def expr(alt: _Alt, in_branch: bool = False) -> str:
             kind, payload = alt.value
             if kind == "lit":
                 return payload
+            root, list_keys, keys = payload
+            if in_branch and kind == "ref" and keys and ("!nil", (root, list_keys, keys[:-1])) in alt.conds:
+                # `if X != nil { v = X.f }`: read X.f only in the branch taken, not for every alternative
+                parent = self.path((root, list_keys, keys[:-1]), obj, elem)
+                got = f"({parent}.get({keys[-1]!r}) if {parent} else None)"
+                if alt.address_of and zero != "None":
+                    return f"(_t if (_t := {got}) is not None else {zero})"
+                return got
             got = self.path(payload, obj, elem)
             if kind == "call":
                 return f"QS({got})"
@@ -301,7 +318,7 @@ class _Codegen:
             return expr(alts[0])
         chain: list[tuple[str | None, str]] = []
         for alt in reversed(alts):
-            chain.append((cond(alt) if alt.conds else None, expr(alt)))
+            chain.append((cond(alt) if alt.conds else None, expr(alt, in_branch=True)))
             if not alt.conds:
                 break
         out = self.var("w")
@@ -314,6 +331,27 @@ class _Codegen:
             keyword = "elif"
         scope.emit(f"else: {out} = None")
         return out
+
+
+def _presence(column: Column) -> tuple[bool, bool]:
+    """(nilable, always present): whether a missing value is omitted, and whether the key is never omitted."""
+    render, go_type = column.render, column.go_type
+    nilable = go_type.startswith("*") or (render == "json" and gojson.is_nilable(go_type))
+    return nilable, not nilable and render in ("integer", "bool_0_1", "unix_seconds", "json")
+
+
+def _guard_key(column: Column, alts: tuple[_Alt, ...]) -> str | None:
+    """The loop element's key that a column reads under, when an absent key means the column is omitted.
+
+    Such columns are emitted inside `if e[key]:`, so elements skip whole absent branches (a volume
+    has one of 29 sources; a container rarely has a securityContext) instead of reading each path.
+    """
+    if len(alts) != 1 or not _guards_are_implied(alts[0]) or _presence(column)[1]:
+        return None
+    kind, ref = alts[0].value
+    if kind != "ref" or ref[0] != "e" or len(ref[2]) < 2:
+        return None
+    return str(ref[2][0])
 
 
 def _row_dict(scope: _Scope, target: str, cols: list[tuple[str, str, bool]], base: str | None = None) -> None:
@@ -341,17 +379,20 @@ def _loops(tbl: Table) -> list[str | None]:
 _COMPILE_LOCK = threading.Lock()
 
 
-def compile_tables(names: tuple[str, ...]) -> RowBuilder:
+def compile_tables(names: tuple[str, ...], *, general_json: bool = False) -> RowBuilder:
     """A function(objects, outs, cluster_name, cluster_uid, now_rfc3339) filling outs[k] for names[k].
+
+    `general_json` renders JSON columns with the general Go encoders only (no memo, no orjson fast
+    path): the reference the fast paths are tested against.
 
     Compiled once per table set; extraction lists tables from several threads, hence the lock."""
     with _COMPILE_LOCK:
-        return _compile_tables(names)
+        return _compile_tables(names, general_json)
 
 
 @cache
-def _compile_tables(names: tuple[str, ...]) -> RowBuilder:
-    gen = _Codegen()
+def _compile_tables(names: tuple[str, ...], general_json: bool) -> RowBuilder:
+    gen = _Codegen(general_json)
     obj = _Scope(gen, 8, None)
     bodies: list[_Scope] = []
     header = ["def build(objs, outs, CN, CU, NOW):"]
@@ -371,8 +412,13 @@ def _compile_tables(names: tuple[str, ...]) -> RowBuilder:
             elem = _Scope(gen, 16, obj)
             obj_cols: list[tuple[str, str, bool]] = []
             elem_cols: list[tuple[str, str, bool]] = []
+            guarded: dict[str, list[tuple[Column, tuple[_Alt, ...]]]] = {}
             for c in tbl.columns:
-                local, present, per_elem = gen.column(c, _alternatives(c, loop), obj, elem)
+                alts = _alternatives(c, loop)
+                if (key := _guard_key(c, alts)) is not None:
+                    guarded.setdefault(key, []).append((c, alts))
+                    continue
+                local, present, per_elem = gen.column(c, alts, obj, elem)
                 (elem_cols if per_elem else obj_cols).append((c.name, local, present))
             base = gen.var("b")
             inner = _Scope(gen, 12, None)
@@ -382,6 +428,18 @@ def _compile_tables(names: tuple[str, ...]) -> RowBuilder:
             body.lines.extend(elem.lines)
             tail = _Scope(gen, 16, None)
             _row_dict(tail, "r", elem_cols, base=base)
+            for key, group in guarded.items():
+                sub = _Scope(gen, 20, elem)
+                sub.cache = dict(elem.cache)  # the block sees the element's locals; its own stay inside
+                parent = elem.cache.get((("e",), (key,)))
+                if parent is None:  # elem's lines are already placed: read the key here
+                    parent = sub.cache[(("e",), (key,))] = gen.var("p")
+                    tail.emit(f"{parent} = e.get({key!r}) if e else None")
+                for c, alts in group:
+                    local = gen.column(c, alts, obj, sub)[0]
+                    sub.emit(f"if {local} is not None: r[{c.name!r}] = {local}")
+                tail.emit(f"if {parent}:")
+                tail.lines.extend(sub.lines)
             tail.emit(f"A{k}(r)")
             body.lines.extend(tail.lines)
     source = (
@@ -389,8 +447,9 @@ def _compile_tables(names: tuple[str, ...]) -> RowBuilder:
     )
     if not obj.lines and not any(b.lines for b in bodies):  # pragma: no cover - every table has columns
         source += "        pass\n"
-    ns = dict(gen.ns)
+    ns = gen.ns  # the builder's globals: a column whose memo gives up rebinds its renderer here
     exec(compile(source, f"<rows {','.join(names)}>", "exec"), ns)  # noqa: S102 - our own generated code
     builder: RowBuilder = ns["build"]
     builder.__doc__ = source  # the generated code, for debugging
+    builder.json_types = dict(gen.encoders)  # type: ignore[attr-defined]  # renderer name -> Go type
     return builder

@@ -304,47 +304,6 @@ def value_encoder(go_type: str) -> Encoder:
         return compiler.ns[compiler.name_of(go_type)]
 
 
-class _MemoRender:
-    """A column renderer that remembers outputs by the input's repr (exact for JSON values).
-
-    Replicas share most of their spec (env, ports, probes, tolerations, ...), so a cluster renders
-    the same values over and over; repr runs in C and costs a fraction of a Go-JSON rendering.
-    Columns whose values rarely repeat (statuses with timestamps, ids) switch memoisation off after
-    a trial, so they do not pay for the key.
-    """
-
-    __slots__ = ("raw", "memo", "lookups", "hits", "enabled")
-
-    TRIAL = 2000
-    MIN_HIT_RATE = 0.25
-    MAX_ENTRIES = 20_000
-
-    def __init__(self, raw: Encoder) -> None:
-        self.raw = raw
-        self.memo: dict[str, str] = {}
-        self.lookups = 0
-        self.hits = 0
-        self.enabled = True
-
-    def __call__(self, value: Any) -> str:
-        if not self.enabled:
-            return escape_html(self.raw(value))
-        key = repr(value)
-        out = self.memo.get(key)
-        self.lookups += 1
-        if out is not None:
-            self.hits += 1
-            return out
-        out = escape_html(self.raw(value))
-        if len(self.memo) >= self.MAX_ENTRIES:
-            self.memo.clear()
-        self.memo[key] = out
-        if self.lookups == self.TRIAL and self.hits < self.TRIAL * self.MIN_HIT_RATE:
-            self.enabled = False
-            self.memo.clear()
-        return out
-
-
 @cache
 def encoder(go_type: str) -> Encoder:
     """The exact `json.Marshal` output for a value decoded into `go_type` (memoised by value)."""
@@ -352,8 +311,10 @@ def encoder(go_type: str) -> Encoder:
 
 
 def memo_encoder(go_type: str) -> Encoder:
-    """A fresh memoising renderer for `go_type` (one per column in compiled row builders)."""
-    return _MemoRender(value_encoder(go_type))
+    """A fresh memoising renderer for `go_type` (see `rows.memo`)."""
+    from kq_pipeline.rows.memo import memo_encoder as fresh  # memo builds on this module
+
+    return fresh(go_type)
 
 
 def is_nilable(go_type: str) -> bool:
