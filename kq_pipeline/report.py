@@ -31,6 +31,10 @@ def print_run_report(conn: psycopg.Connection, run_id: str) -> tuple[int, list[s
         print(RULE)
         print(f"Cluster REPORT {cluster} - {loads[0][1]}")
         print(RULE)
+        if all(load[3] == "failed" for load in loads):  # the cluster itself failed: say it once
+            print(f"  {cluster} FAILED (all {len(loads)} tables): {loads[0][6]}")
+            failed.append(cluster)
+            continue
         for _, _, table, status, n, ms, error in loads:
             if status == "success":
                 print(f"  {cluster} {table} Rows={n}, Duration={float(ms):.1f}ms")
