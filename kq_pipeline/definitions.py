@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from kq_pipeline.assets import kubequery_snapshot, table_specs
 from kq_pipeline.resources import FleetDatabase, PollingSettings
@@ -16,4 +16,6 @@ defs = Definitions(
     schedules=[fleet_refresh, retention_schedule],
     sensors=[inventory_sensor],
     resources={"fleet_db": FleetDatabase(), "polling": PollingSettings()},
+    # One op per run, concurrency from threads inside it: a step subprocess would only add start-up time.
+    executor=in_process_executor,
 )
