@@ -1,0 +1,1 @@
+"""Benchmarks of kq-pipeline at fleet scale: `python -m benchmarks` (see benchmarks/README.md)."""

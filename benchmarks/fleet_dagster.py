@@ -1,0 +1,181 @@
+"""Case 3: a fleet refresh through the real orchestration path.
+
+Many small simulated clusters (child-process fleet), registered from the fleet's kubeconfig, refreshed
+by the `refresh_clusters` job run in-process with partition-range tags of `fleet_run_size` clusters
+(as `kq load` and the schedule do), with in-run concurrency from PollingSettings. Dagster's cost is
+what the wall time spends outside `refresh_clusters` (whose span per run comes from kq_loads).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from benchmarks.sizes import Sizes
+from benchmarks.stats import CaseResult, Target
+
+REFRESHED = re.compile(r"cluster\(s\) refreshed in ([0-9.]+)s")
+
+
+@contextmanager
+def _env(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _spans(dsn: str, run_ids: list[str]) -> tuple[float, list[float]]:
+    """(sum over runs of the refresh span, per-cluster extract+load durations), from kq_loads."""
+    with psycopg.connect(dsn) as conn:
+        per_run = conn.execute(
+            "select run_id, extract(epoch from max(finished_at) - min(started_at)) from kq_loads "
+            "where run_id = any(%s) group by run_id",
+            (run_ids,),
+        ).fetchall()
+        per_cluster = conn.execute(
+            "select extract(epoch from max(finished_at) - min(started_at)) from kq_loads "
+            "where run_id = any(%s) group by run_id, cluster_name",
+            (run_ids,),
+        ).fetchall()
+        failed = conn.execute(
+            "select count(*) from kq_loads where run_id = any(%s) and status <> 'success'", (run_ids,)
+        ).fetchone()[0]
+    if failed:
+        raise RuntimeError(f"{failed} table loads failed in the fleet refresh")
+    return sum(float(s) for _, s in per_run), [float(s) for (s,) in per_cluster]
+
+
+def _refresh_fleet(instance, job, order: list[str], sizes: Sizes) -> tuple[float, list[str], float]:
+    """One full fleet refresh; returns (wall, run ids, sum of the asset's 'refreshed in' times)."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from kq_pipeline.schedules import contiguous_ranges
+
+    run_config = {
+        "resources": {"polling": {"config": {"cluster_concurrency": sizes.fleet_concurrency}}},
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+    run_ids: list[str] = []
+    t0 = time.perf_counter()
+    for start, end in contiguous_ranges(order, order, max_len=sizes.fleet_run_size):
+        res = job.execute_in_process(
+            instance=instance,
+            run_config=run_config,
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: start,
+                ASSET_PARTITION_RANGE_END_TAG: end,
+                "kq/reason": "benchmark",
+            },
+            raise_on_error=True,
+        )
+        run_ids.append(res.run_id)
+    wall = time.perf_counter() - t0
+    asset_s = 0.0
+    for run_id in run_ids:
+        for entry in instance.all_logs(run_id):
+            m = REFRESHED.search(entry.user_message or "")
+            if m:
+                asset_s += float(m.group(1))
+    return wall, run_ids, asset_s
+
+
+def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
+    from dagster import DagsterInstance
+
+    from kq_pipeline import inventory
+    from kq_pipeline.definitions import defs
+    from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME, sync_partitions
+    from kq_pipeline.schedules import refresh_job
+    from kq_pipeline.simulator.objects import ClusterSpec
+    from kq_pipeline.simulator.process import serve_fleet_process
+
+    n = sizes.fleet_clusters
+    specs = [
+        ClusterSpec(f"fleet-{i:03d}", seed=1000 + i, pods=sizes.fleet_pods, namespaces=sizes.fleet_namespaces)
+        for i in range(n)
+    ]
+    result = CaseResult(
+        "3-fleet-dagster",
+        "fleet refresh through Dagster (refresh_clusters job, partition ranges, in-process executor)",
+        params={
+            "clusters": n,
+            "pods_per_cluster": sizes.fleet_pods,
+            "clusters_per_run": sizes.fleet_run_size,
+            "cluster_concurrency": sizes.fleet_concurrency,
+            "repeats": sizes.fleet_repeats,
+            "dagster_storage": "sqlite (DagsterInstance.local_temp)",
+        },
+    )
+    kubeconfig = work_dir / "fleet-kubeconfig.yaml"
+    home = work_dir / "dagster-home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    t0 = time.perf_counter()
+    with serve_fleet_process(specs, kubeconfig), _env(KQ_DATABASE_URL=dsn, DAGSTER_HOME=str(home)):
+        result.notes.append(f"simulator start ({n} clusters, child process): {time.perf_counter() - t0:.1f}s")
+        with psycopg.connect(dsn) as conn:
+            inventory.upsert_clusters(conn, inventory.clusters_from_kubeconfig(kubeconfig))
+        instance = DagsterInstance.local_temp(tempdir=str(home))
+        sync_partitions(instance, [s.name for s in specs])
+        order = instance.get_dynamic_partitions(CLUSTERS_PARTITIONS_NAME)
+        job = defs.resolve_job_def(refresh_job.name)
+        walls, inner, asset, ideal, per_cluster_all = [], [], [], [], []
+        for _ in range(sizes.fleet_repeats):
+            wall, run_ids, asset_s = _refresh_fleet(instance, job, order, sizes)
+            refresh_s, per_cluster = _spans(dsn, run_ids)
+            if len(per_cluster) != n:
+                raise RuntimeError(f"{len(per_cluster)} of {n} clusters were loaded")
+            walls.append(wall)
+            inner.append(refresh_s)
+            asset.append(asset_s)
+            ideal.append(sum(per_cluster) / sizes.fleet_concurrency)
+            per_cluster_all.extend(per_cluster)
+        instance.dispose()
+    result.add("wall time, whole fleet", "s", walls)
+    result.add("wall per cluster", "s", [w / n for w in walls])
+    result.add("sum of refresh_clusters spans (kq_loads)", "s", inner)
+    result.add("sum of asset bodies ('refreshed in')", "s", asset)
+    result.add("ideal: sum(per-cluster extract+load) / concurrency", "s", ideal)
+    result.add("per-cluster extract+load (all clusters)", "s", per_cluster_all)
+    result.add(
+        "orchestration share of wall (outside refresh)",
+        "%",
+        [100 * (w - i) / w for w, i in zip(walls, inner, strict=True)],
+    )
+    book = result.add(
+        "Dagster bookkeeping per cluster (wall - refresh)/n",
+        "s",
+        [(w - i) / n for w, i in zip(walls, inner, strict=True)],
+    )
+    result.add(
+        "  of which outside the asset body, per cluster",
+        "s",
+        [(w - a) / n for w, a in zip(walls, asset, strict=True)],
+    )
+    result.add(
+        "in-run parallel efficiency (ideal / refresh span)",
+        "x",
+        [a / b for a, b in zip(ideal, inner, strict=True)],
+    )
+    result.params["per_cluster_median_s"] = round(statistics.median(per_cluster_all), 3)
+    result.targets.append(
+        Target(f"{n} clusters refreshed", statistics.median(walls), 180, "s", higher_is_better=False)
+    )
+    result.targets.append(
+        Target("Dagster bookkeeping per cluster", book.median, 0.5, "s", higher_is_better=False)
+    )
+    return result

@@ -1,0 +1,87 @@
+"""`python -m benchmarks` at a tiny size: each case runs against a real PostgreSQL and a simulated fleet
+and reports sane numbers. Timing targets are not judged here (see benchmarks/README.md).
+
+Cases 1 (a child process per repeat) and 3 (Dagster runs) take 10-20 s even when tiny: marked slow."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from benchmarks.run import run_cases
+from benchmarks.sizes import Sizes
+from benchmarks.stats import Target, format_table
+
+TINY = Sizes(
+    repeats=1,
+    large_pods=60,
+    large_namespaces=3,
+    row_by_row_rows=40,
+    fleet_clusters=2,
+    fleet_pods=10,
+    fleet_namespaces=2,
+    fleet_run_size=2,
+    fleet_concurrency=2,
+    query_fleet_scale=0.004,
+    query_repeats=1,
+)
+
+
+def _run(case: str, server_dsn: str) -> dict[str, Any]:
+    report = run_cases([case], TINY, server_dsn=server_dsn, log=lambda _: None)
+    json.dumps(report)  # the report is what latest.json holds
+    (result,) = report["cases"]
+    assert result["metrics"] and result["targets"]
+    for metric in result["metrics"]:
+        assert math.isfinite(metric["median"]) and metric["median"] >= 0, metric
+        assert metric["name"] in report["table"]
+    for target in result["targets"]:
+        assert isinstance(target["met"], bool) and target["margin"] > 0, target
+    return result
+
+
+@pytest.mark.slow
+def test_large_cluster_loads_every_table_and_reports_stages_and_peak_rss(pg_server_dsn: str) -> None:
+    result = _run("1", pg_server_dsn)
+    assert result["params"]["rows_all_tables"] > TINY.large_pods  # pods, containers, nodes, ... all loaded
+    medians = {m["name"]: m["median"] for m in result["metrics"]}
+    stages = sum(
+        medians[f"stage: {s}"] for s in ("extract (list + rows)", "frames (to_frame)", "load (COPY + swap)")
+    )
+    assert stages <= medians["wall time"] * 1.01
+    assert 20 < medians["peak RSS of the loader process"] < 4096  # MB of a real Python process
+
+
+def test_load_path_compares_our_loader_with_raw_copy_and_row_by_row(pg_server_dsn: str) -> None:
+    result = _run("2", pg_server_dsn)
+    assert result["params"]["kubernetes_pods_rows"] == TINY.large_pods
+    names = {m["name"] for m in result["metrics"]}
+    assert {"pods: (a)/(b) ours vs raw COPY", "pods: (a)/(c) ours vs row-by-row"} <= names
+
+
+@pytest.mark.slow
+def test_fleet_refresh_through_dagster_accounts_for_every_cluster(pg_server_dsn: str) -> None:
+    result = _run("3", pg_server_dsn)
+    assert result["params"]["clusters"] == TINY.fleet_clusters
+    per_cluster = next(m for m in result["metrics"] if m["name"] == "per-cluster extract+load (all clusters)")
+    assert len(per_cluster["samples"]) == TINY.fleet_clusters
+
+
+def test_fleet_queries_run_on_our_schema_and_the_original_one(pg_server_dsn: str) -> None:
+    result = _run("4", pg_server_dsn)
+    names = {m["name"] for m in result["metrics"]}
+    assert {"top 10 images (original's): ours", "top 10 images (original's): original"} <= names
+    assert result["params"]["label_matches"] >= 1
+
+
+def test_a_target_is_judged_in_its_direction_and_shown_as_missed() -> None:
+    assert Target("rate", 25_000, 20_000, "rows/s").met
+    slow = Target("rss", 2048, 1536, "MB", higher_is_better=False)
+    assert not slow.met and slow.margin == 0.75
+    from benchmarks.stats import CaseResult
+
+    table = format_table([CaseResult("x", "x", targets=[slow])])
+    assert "MISSED (0.75 of goal)" in table
