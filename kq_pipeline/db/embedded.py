@@ -100,8 +100,19 @@ class EmbeddedPostgres:
             user = server_user()
             if not self._running(user):
                 return False
-            proc = user.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
-                             "-w", "-t", str(START_TIMEOUT_S), "stop"])
+            proc = user.run(
+                [
+                    str(POSTGRES_BIN_PATH / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT_S),
+                    "stop",
+                ]
+            )
             if proc.returncode != 0:
                 raise EmbeddedPostgresError(
                     f"pg_ctl stop failed: {proc.stderr.strip()} (log: {self.log_file})"
@@ -172,10 +183,19 @@ class EmbeddedPostgres:
         pwfile.write_text(password + "\n")
         user.own(pwfile, 0o600)
         try:
-            proc = user.run([
-                str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.data_dir), "-U", ROLE,
-                f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C",
-            ])
+            proc = user.run(
+                [
+                    str(POSTGRES_BIN_PATH / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    ROLE,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ]
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         if proc.returncode != 0:
@@ -209,10 +229,20 @@ class EmbeddedPostgres:
             if attempt or not _port_is_free(port):  # taken by something else since we recorded it
                 port = _free_port()
             self._write_conf(user, port)  # also picks up changed settings
-            proc = user.run([
-                str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                "-w", "-t", str(START_TIMEOUT_S), "start",
-            ], timeout=START_TIMEOUT_S + 10)
+            proc = user.run(
+                [
+                    str(POSTGRES_BIN_PATH / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT_S),
+                    "start",
+                ],
+                timeout=START_TIMEOUT_S + 10,
+            )
             if proc.returncode == 0:
                 return
         raise EmbeddedPostgresError(

@@ -20,8 +20,11 @@ PG_TYPES = {"TEXT": "text", "INTEGER": "integer", "BIGINT": "bigint"}
 MAX_IDENTIFIER = 63
 # Tables joined to kubernetes_nodes in fleet queries, and the column naming the node (the pod
 # template tables also have node_name, but it is almost never set there).
-NODE_JOINED = {"kubernetes_pods": "node_name", "kubernetes_volume_attachments": "node_name",
-               "kubernetes_nodes": "name"}
+NODE_JOINED = {
+    "kubernetes_pods": "node_name",
+    "kubernetes_volume_attachments": "node_name",
+    "kubernetes_nodes": "name",
+}
 # Taken inside apply_schema so that two processes creating the schema at once do not collide.
 SCHEMA_LOCK_KEY = 0x6B715F736368656D  # "kq_schem"
 

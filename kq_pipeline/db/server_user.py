@@ -67,7 +67,6 @@ class ServerUser:
             if not st.st_mode & stat.S_IXOTH:
                 parent.chmod(stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
 
-
     def allow_access(self, tree: Path) -> None:
         """Let the server user reach and read the PostgreSQL install (`tree`): a venv created
         under a restrictive umask would otherwise hide the binaries, libraries and share files."""
@@ -118,8 +117,19 @@ def _create(name: str) -> pwd.struct_passwd:
             "create an unprivileged user and set KQ_POSTGRES_USER to its name"
         )
     proc = subprocess.run(
-        [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", "--comment", "kq-pipeline embedded PostgreSQL", name],
+        [
+            useradd,
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--comment",
+            "kq-pipeline embedded PostgreSQL",
+            name,
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,10 +24,13 @@ from typing import Any
 from kq_pipeline.extract.discovery import Discovery, ListTarget, discover
 from kq_pipeline.extract.prefetch import RESTART, prefetched
 from kq_pipeline.extract.result import ClusterExtract, Row, TableExtract
+from kq_pipeline.extract.row_workers import PageResult, PageRows
 from kq_pipeline.extract.secrets import redact_secrets
 from kq_pipeline.kube.access import ClusterAccess
 from kq_pipeline.kube.client import KubeClient
 from kq_pipeline.kube.errors import KubeError, KubeForbidden
+from kq_pipeline.kube.gcpause import gc_paused
+from kq_pipeline.kube.list_meta import MalformedList
 from kq_pipeline.registry import table as registry_table
 from kq_pipeline.rows import kubequery_rows, rows_for_tables
 
@@ -71,26 +74,54 @@ def _list_job(
     """List one resource page by page into the rows of every table that reads it."""
     job.rows = {t: [] for t in job.tables}
     job.objects = 0
-
+    path = job.target.path
     names = tuple(job.tables)
-    pages = prefetched(
-        lambda on_restart: client.list_pages(job.target.path, limit=limit, on_restart=on_restart)
+
+    def build_inline(body: bytes) -> PageResult:
+        # The page is parsed, turned into rows and freed before the collector may run again, so
+        # it never walks the page's objects (JSON values and the rows hold no reference cycles).
+        with _ROWS_LOCK, gc_paused():
+            items = client.page_items(body, path)
+            if job.is_secret:
+                redact_secrets(items)
+            built = rows_for_tables(names, items, cluster_name=cluster_name, cluster_uid=cluster_uid, now=now)
+            count = len(items)
+            del items
+        return count, built
+
+    pages = PageRows(
+        names,
+        cluster_name,
+        cluster_uid,
+        now,
+        build_inline,
+        parallel=not job.is_secret,  # a Secret's page never leaves this process
+        remaining_s=client.remaining_s,
     )
-    for page in pages:
-        if page is RESTART:  # 410 mid-list: the pages so far belong to an abandoned snapshot
-            for rows in job.rows.values():
-                rows.clear()
-            job.objects = 0
-            continue
-        if job.is_secret:
-            redact_secrets(page)
-        # No gc pause here: measured, it slows row building down (unlike the JSON parse).
-        with _ROWS_LOCK:
-            built = rows_for_tables(names, page, cluster_name=cluster_name, cluster_uid=cluster_uid, now=now)
-        for name, rows in built.items():
-            job.rows[name].extend(rows)
-        job.objects += len(page)
-        del page, built
+
+    def collect(results: Iterator[PageResult]) -> None:
+        try:
+            for count, built in results:
+                for name, rows in built.items():
+                    job.rows[name].extend(rows)
+                job.objects += count
+        except MalformedList as exc:  # a worker parsed the page
+            raise client.malformed(path, exc) from None
+
+    bodies = prefetched(lambda on_restart: client.list_bodies(path, limit=limit, on_restart=on_restart))
+    try:
+        for body in bodies:
+            if body is RESTART:  # 410 mid-list: the pages so far belong to an abandoned snapshot
+                pages.discard()
+                for rows in job.rows.values():
+                    rows.clear()
+                job.objects = 0
+                continue
+            collect(pages.add(body))
+            del body
+        collect(pages.finish())
+    finally:
+        pages.discard()
 
 
 def _failed_all(

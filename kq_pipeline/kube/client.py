@@ -47,6 +47,7 @@ from kq_pipeline.kube.errors import (
     KubeUnavailable,
 )
 from kq_pipeline.kube.gcpause import gc_paused
+from kq_pipeline.kube.list_meta import MalformedList, continue_token, list_items
 
 log = logging.getLogger(__name__)
 
@@ -275,15 +276,17 @@ class KubeClient:
             raise self._err(KubeError, path, "410 Gone", 410) from None
         return self._parse(body, path)
 
-    def list_pages(
+    def list_bodies(
         self, path: str, *, limit: int = 500, on_restart: Callable[[], None] | None = None
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Yield the `items` of each page of a list, one page in memory at a time.
+    ) -> Iterator[bytes]:
+        """Yield the raw JSON body of each page of a list, unparsed (see `page_items`).
 
-        A 410 Gone mid-list (continue token expired) restarts the list from the first page, at most
-        `max_list_restarts` times. Pages already yielded belong to the failed attempt, so the caller
-        must drop them: `on_restart()` is called before the first page of the new attempt. Without
-        `on_restart` the list is not restarted after a page was yielded (KubeListExpired instead).
+        The continue token is read from the page's metadata alone (`list_meta`), so the items can be
+        parsed wherever they are turned into rows, even in another process. A 410 Gone mid-list
+        (continue token expired) restarts the list from the first page, at most `max_list_restarts`
+        times. Pages already yielded belong to the failed attempt, so the caller must drop them:
+        `on_restart()` is called before the first page of the new attempt. Without `on_restart` the
+        list is not restarted after a page was yielded (KubeListExpired instead).
         """
         restarts = 0
         cont: str | None = None
@@ -293,7 +296,7 @@ class KubeClient:
             if cont:
                 params["continue"] = cont
             try:
-                doc = self._parse(self._get_bytes(path, params), path)
+                body = self._get_bytes(path, params)
             except _Gone:
                 restarts += 1
                 if cont is None or restarts > self.max_list_restarts or (yielded and on_restart is None):
@@ -310,20 +313,32 @@ class KubeClient:
                     on_restart()
                 cont, yielded = None, False
                 continue
-            if not isinstance(doc, dict):
-                raise self._err(KubeProtocolError, path, "list response is not a JSON object")
-            items = doc.get("items")
-            if items is None:
-                items = []
-            elif not isinstance(items, list):
-                raise self._err(KubeProtocolError, path, "list response has no items array")
-            meta = doc.get("metadata")
-            cont = (meta.get("continue") if isinstance(meta, dict) else None) or None
-            del doc
-            yield items
+            cont = continue_token(body)
+            yield body
             yielded = True
             if not cont:
                 return
+
+    def page_items(self, body: bytes, path: str) -> list[dict[str, Any]]:
+        """The `items` of one list page body; KubeProtocolError naming the cluster if it is not a list."""
+        try:
+            return list_items(body)
+        except MalformedList as exc:
+            raise self.malformed(path, exc) from None
+
+    def malformed(self, path: str, exc: MalformedList) -> KubeError:
+        """The error for a list page of `path` that is not a list (wherever it was parsed)."""
+        return self._err(KubeProtocolError, path, str(exc))
+
+    def list_pages(
+        self, path: str, *, limit: int = 500, on_restart: Callable[[], None] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield the parsed `items` of each page of a list, one page in memory at a time.
+
+        Restarts on 410 Gone as `list_bodies` does (same `on_restart` contract).
+        """
+        for body in self.list_bodies(path, limit=limit, on_restart=on_restart):
+            yield self.page_items(body, path)
 
     def list_all(self, path: str, *, limit: int = 500) -> list[dict[str, Any]]:
         """Every item of a list (restarts handled); for small lists only."""

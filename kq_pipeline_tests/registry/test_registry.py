@@ -35,8 +35,16 @@ def test_every_table_is_in_exactly_one_asset_group() -> None:
     grouped = [t for names in registry.ASSET_GROUPS.values() for t in names]
     assert sorted(grouped) == sorted(registry.TABLES)
     assert set(registry.ASSET_GROUPS) == {
-        "core", "apps", "batch", "autoscaling", "networking", "policy", "rbac", "storage",
-        "admissionregistration", "discovery",
+        "core",
+        "apps",
+        "batch",
+        "autoscaling",
+        "networking",
+        "policy",
+        "rbac",
+        "storage",
+        "admissionregistration",
+        "discovery",
     }
 
 
