@@ -2,7 +2,8 @@
 
 Per poll: GET kube-system (its uid is the cluster uid) and /version, read discovery, then list each
 needed resource ONCE (pods feed kubernetes_pods, _pod_containers and _pod_volumes), several
-resources at a time, turning each page into rows as it arrives so raw pages never pile up.
+resources at a time, turning each page into rows as it arrives so raw pages never pile up (from a
+list's second page on, partly in worker processes: see `row_workers`).
 A table whose list fails gets `rows=None` and an error naming cluster and table; the others load.
 A kind the cluster no longer serves (PodSecurityPolicy since 1.25) gives an empty table and a note.
 

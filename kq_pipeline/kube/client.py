@@ -4,7 +4,9 @@ Why urllib3 and not the official client or httpx: listing 30,000 pods (limit=500
 server, all three spend their time in the same place (the JSON parse and the garbage collector);
 urllib3 is what the official client runs on, minus the model layer, and is thread-safe with one
 connection pool per server. Bodies are parsed with orjson with the GC paused (see `gcpause`).
-Measurements are in the report that chose it.
+Measurements are in the report that chose it. `list_bodies` hands out list pages unparsed (the
+continue token is read from the page's metadata alone, see `list_meta`), so the caller can parse
+them where it builds rows.
 
 Failure policy: 429/5xx and connection errors are retried with exponential backoff (honouring
 `Retry-After`), a bounded number of times; 401/403/404/TLS/malformed JSON fail at once with a

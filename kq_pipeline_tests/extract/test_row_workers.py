@@ -178,3 +178,52 @@ def test_extraction_with_workers_equals_inline_on_every_table_and_secrets_stay_h
     assert by_tables[("kubernetes_secrets",)][0] is False
     assert by_tables[("kubernetes_secrets",)][1].pages_by_workers == 0
     assert by_tables[POD_TABLES][1].pages_by_workers > 0
+
+
+CHILD = """
+import os, sys, time
+from datetime import UTC, datetime
+import orjson
+from kq_pipeline.extract import row_workers
+from kq_pipeline.extract.row_workers import PageRows, build_page
+
+T = ("kubernetes_namespaces",)
+now = datetime.now(UTC)
+pages = [orjson.dumps({"metadata": {}, "items": [{"metadata": {"name": f"n{k}"}}]}) for k in range(6)]
+rows = PageRows(T, "c", "u", now, lambda b: build_page(b, T, "c", "u", now), parallel=True)
+done = [r for b in pages for r in rows.add(b)] + list(rows.finish())
+assert rows.pages_by_workers > 0
+print(row_workers._SPOOL, *[p.pid for p in row_workers._POOL._processes.values()], flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone for our purpose
+        return stat.read().split(") ")[1][0] != "Z"
+
+
+def test_workers_of_a_killed_process_exit_and_remove_its_spool(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, row_workers.WORKERS_ENV: "1"}
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout is not None
+        spool, *pids = child.stdout.readline().split()
+        assert Path(spool).is_dir() and pids
+        child.kill()
+        child.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (Path(spool).exists() or any(_alive(int(p)) for p in pids)):
+            time.sleep(0.1)
+        assert not Path(spool).exists()
+        assert not any(_alive(int(p)) for p in pids)
+    finally:
+        child.kill()
