@@ -80,7 +80,16 @@ def measure_once(kubeconfig: str, dsn: str, concurrency: int = 4, page_limit: in
         "rows": rows,
         "pods": len(extract.tables["kubernetes_pods"].rows or []) or None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_peak_rss_mb": _worker_peak_rss_mb(),
     }
+
+
+def _worker_peak_rss_mb() -> float:
+    """Peak RSS of the largest row worker process (they are reaped here to be counted)."""
+    from kq_pipeline.extract import row_workers
+
+    row_workers.shutdown()
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 POD_TABLES = ["kubernetes_pods", "kubernetes_pod_containers", "kubernetes_pod_volumes"]
@@ -187,6 +196,7 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
     result.add("rows per loader CPU-second", "rows/s", [r["rows"] / r["cpu_s"] for r in runs])
     result.add("share: extract", "%", [100 * x for x in ratio_samples([r["extract_s"] for r in runs], walls)])
     rss = result.add("peak RSS of the loader process", "MB", [r["peak_rss_mb"] for r in runs])
+    result.add("peak RSS of a row worker process", "MB", [r["worker_peak_rss_mb"] for r in runs])
     result.targets.append(Target("pods list + rows", pod_rates.median, 5_000, "pods/s"))
     result.targets.append(Target("rows/s end to end", rates.median, 20_000, "rows/s"))
     result.targets.append(Target("peak RSS", rss.median, 1536, "MB", higher_is_better=False))

@@ -227,3 +227,22 @@ def test_workers_of_a_killed_process_exit_and_remove_its_spool(tmp_path: Path) -
         assert not any(_alive(int(p)) for p in pids)
     finally:
         child.kill()
+
+
+def test_building_rows_makes_no_reference_cycles_so_workers_may_run_without_the_collector(
+    pods: list[dict[str, Any]],
+) -> None:
+    import gc
+
+    pages = bodies(pods, 20)
+    build_page(pages[0], POD_TABLES, "rw", "uid-1", NOW)  # compile and warm the encoders first
+    gc.collect()
+    gc.disable()
+    try:
+        for body in pages[1:]:
+            result = build_page(body, POD_TABLES, "rw", "uid-1", NOW)
+            assert result[0] > 0
+            del result
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
