@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kq_pipeline.extract import row_workers
 from kq_pipeline.extract.discovery import Discovery, ListTarget, discover
 from kq_pipeline.extract.prefetch import RESTART, prefetched
 from kq_pipeline.extract.result import ClusterExtract, Row, TableExtract
@@ -239,6 +240,8 @@ def _extract_listed(
             _BIG_FIRST.index(j.target.resource) if j.target.resource in _BIG_FIRST else 0,
         ),
     )
+    big = [tuple(j.tables) for j in order if j.target.resource in _BIG_FIRST and not j.is_secret]
+    row_workers.warm_up(big)
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"kq-{name}") as pool:
         for job, exc, duration in pool.map(run, order):
             for t in job.tables:

@@ -45,6 +45,7 @@ from pathlib import Path
 from kq_pipeline.extract.result import Row
 from kq_pipeline.kube.list_meta import list_items
 from kq_pipeline.rows import rows_for_tables
+from kq_pipeline.rows.flattener import compile_tables
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,25 @@ def _drop_files(page: Path, future: Future[str]) -> None:
     page.unlink(missing_ok=True)
     if not future.cancelled() and future.exception() is None:
         Path(future.result()).unlink(missing_ok=True)
+
+
+def _compile(table_sets: list[tuple[str, ...]]) -> None:
+    for tables in table_sets:
+        compile_tables(tables)
+
+
+def warm_up(table_sets: list[tuple[str, ...]]) -> None:
+    """Start the workers now and have them compile these tables' row builders, while the caller is
+    still reading discovery and the first pages (a hint: does nothing without workers)."""
+    workers = worker_count()
+    pool = _pool(workers) if table_sets and workers else None
+    if pool is None:
+        return
+    try:
+        for _ in range(workers):
+            pool.submit(_compile, table_sets)
+    except BrokenProcessPool:
+        _discard_pool(pool)
 
 
 def _watch_parent(parent: int, spool: str) -> None:
