@@ -37,6 +37,22 @@ def parse_rfc3339(text: str) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+_ZERO_TEXT = "0001-01-01T00:00:00Z"
+
+
+def _canonical(text: str) -> datetime | None:
+    """The instant of a time already written as Go writes a Time ("2006-01-02T15:04:05Z"), else None.
+
+    Most API timestamps are, and then both renderings follow without formatting: JSON is the text
+    itself, the row is its unix seconds."""
+    if len(text) != 20 or text[19] != "Z" or text[10] != "T" or not text.isascii():
+        return None
+    try:
+        return datetime.fromisoformat(text)  # validates ranges as Go's Parse does
+    except ValueError:
+        return None
+
+
 def _remember(cache: dict[str, str], key: str, value: str) -> str:
     if len(cache) < _CACHE_LIMIT:
         cache[key] = value
@@ -50,6 +66,9 @@ def unix_seconds(value: Any) -> str:
     out = _unix_cache.get(value)
     if out is not None:
         return out
+    instant = _canonical(value) if type(value) is str else None
+    if instant is not None and value != _ZERO_TEXT:
+        return _remember(_unix_cache, value, str((instant - _EPOCH) // _SECOND))
     instant = parse_rfc3339(value)
     if instant is None or instant == ZERO_TIME:
         return _remember(_unix_cache, value, "0")
@@ -63,6 +82,8 @@ def time_json(value: Any) -> str:
     out = _json_cache.get(value)
     if out is not None:
         return out
+    if type(value) is str and value != _ZERO_TEXT and _canonical(value) is not None:
+        return _remember(_json_cache, value, '"' + value + '"')
     instant = parse_rfc3339(value)
     if instant is None or instant == ZERO_TIME:
         return _remember(_json_cache, value, "null")
