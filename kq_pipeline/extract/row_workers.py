@@ -13,8 +13,9 @@ rows each re-take waits a switch interval, which left the worker idle half the t
 A file is written or read in one call.
 
 Secret pages never leave the process (the caller builds them inline, after redaction). The pool is
-shared by every list of the process, started on first use and sized by `KQ_ROW_WORKERS` (default:
-CPU count - 1, at most 4; 0 builds everything inline). A worker that dies fails the list it was
+shared by every list of the process, started when the first extraction reads discovery (`warm_up`,
+which also has the workers compile the big lists' row builders) and sized by `KQ_ROW_WORKERS`
+(default: CPU count - 1, at most 4; 0 builds everything inline). A worker that dies fails the list it was
 building (that table keeps its last snapshot) and the pool is started afresh for the next list.
 """
 
