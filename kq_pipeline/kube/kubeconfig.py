@@ -13,6 +13,7 @@ import base64
 import binascii
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,34 @@ def default_kubeconfig_paths() -> list[Path]:
     return [Path.home() / ".kube" / "config"]
 
 
+# A fleet kubeconfig names every cluster, and every cluster's poll reads it: parsing it each time made a
+# refresh O(clusters²) (a 200-context file: 0.32 s per parse with the pure-Python loader). Parsed
+# documents are kept per file and re-read when the file changes (inode, size or times differ).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_PARSED: dict[Path, tuple[tuple[int, ...], dict[str, Any]]] = {}
+_PARSED_LOCK = threading.Lock()
+
+
 def _load_one(path: Path) -> dict[str, Any]:
+    """The parsed kubeconfig file (shared: callers must not modify it)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise KubeconfigError(f"kubeconfig {path} not found") from None
+    except OSError as exc:
+        raise KubeconfigError(f"kubeconfig {path} cannot be read: {exc.strerror}") from None
+    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _PARSED_LOCK:
+        cached = _PARSED.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    doc = _parse(path)
+    with _PARSED_LOCK:
+        _PARSED[path] = (key, doc)
+    return doc
+
+
+def _parse(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -48,7 +76,7 @@ def _load_one(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise KubeconfigError(f"kubeconfig {path} cannot be read: {exc.strerror}") from None
     try:
-        doc = yaml.safe_load(text) or {}
+        doc = yaml.load(text, Loader=_LOADER) or {}  # noqa: S506 - a safe loader (C or Python)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

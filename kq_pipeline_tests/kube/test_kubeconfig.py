@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +192,26 @@ def test_exec_plugin_is_read_with_args_and_env(tmp_path: Path) -> None:
     assert plugin.args == ("--cluster", "prod")
     assert plugin.env == (("PROFILE", "ops"),)
     assert plugin.api_version == "client.authentication.k8s.io/v1beta1"
+
+
+def test_a_fleet_kubeconfig_is_parsed_once_and_again_only_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kq_pipeline.kube import kubeconfig
+
+    parses: list[Path] = []
+    real_parse = kubeconfig._parse
+    monkeypatch.setattr(kubeconfig, "_parse", lambda p: parses.append(p) or real_parse(p))
+    path = write(tmp_path / "config", config())
+    for _ in range(5):  # one poll per cluster of the fleet
+        assert access_from_kubeconfig(path, "prod").server == "https://prod:6443"
+    assert len(parses) == 1
+
+    # rewritten in place to the same size with its old mtime put back: still noticed (ctime changes)
+    before = path.stat()
+    text = path.read_text()
+    path.write_text(text.replace("https://prod:6443/", "https://prd2:6443/"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    assert access_from_kubeconfig(path, "prod").server == "https://prd2:6443"
+    assert len(parses) == 2
