@@ -34,25 +34,32 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _extract(kubeconfig: str, tables: list[str], concurrency: int, page_limit: int) -> Any:
+    """The large cluster's tables, extracted as a refresh does; raises if any table failed."""
+    from kq_pipeline.extract.native import extract_cluster
+    from kq_pipeline.kube.kubeconfig import access_from_kubeconfig
+
+    access = access_from_kubeconfig(kubeconfig, CLUSTER)
+    extract = extract_cluster(access, CLUSTER, tables, concurrency=concurrency, page_limit=page_limit)
+    failed = {t: e.error for t, e in extract.tables.items() if e.rows is None}
+    if failed:
+        raise RuntimeError(f"extraction failed: {failed}")
+    return extract
+
+
 def measure_once(kubeconfig: str, dsn: str, concurrency: int = 4, page_limit: int = 500) -> dict[str, Any]:
     """One full refresh of the large cluster in this process; returns stage timings and peak RSS."""
     from kq_pipeline.db.connection import connect
     from kq_pipeline.db.snapshot import replace_snapshot
-    from kq_pipeline.extract.native import extract_cluster
     from kq_pipeline.frames import to_frame
-    from kq_pipeline.kube.kubeconfig import access_from_kubeconfig
     from kq_pipeline.registry import TABLES
 
     tables = list(TABLES)
-    access = access_from_kubeconfig(kubeconfig, CLUSTER)
     started = datetime.now(UTC)
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
-    extract = extract_cluster(access, CLUSTER, tables, concurrency=concurrency, page_limit=page_limit)
+    extract = _extract(kubeconfig, tables, concurrency, page_limit)
     extract_s = time.perf_counter() - t0
-    failed = {t: e.error for t, e in extract.tables.items() if e.rows is None}
-    if failed:
-        raise RuntimeError(f"extraction failed: {failed}")
     frames_s = load_s = 0.0
     rows = 0
     with connect(dsn) as conn:
@@ -97,17 +104,11 @@ POD_TABLES = ["kubernetes_pods", "kubernetes_pod_containers", "kubernetes_pod_vo
 
 def measure_pods(kubeconfig: str, concurrency: int = 4, page_limit: int = 500) -> dict[str, Any]:
     """List the pods and build the rows of the tables they feed, in a fresh process."""
-    from kq_pipeline.extract.native import extract_cluster
     from kq_pipeline.extract.row_workers import worker_count
-    from kq_pipeline.kube.kubeconfig import access_from_kubeconfig
 
-    access = access_from_kubeconfig(kubeconfig, CLUSTER)
     t0 = time.perf_counter()
-    extract = extract_cluster(access, CLUSTER, POD_TABLES, concurrency=concurrency, page_limit=page_limit)
+    extract = _extract(kubeconfig, POD_TABLES, concurrency, page_limit)
     wall = time.perf_counter() - t0
-    failed = {t: e.error for t, e in extract.tables.items() if e.rows is None}
-    if failed:
-        raise RuntimeError(f"extraction failed: {failed}")
     return {
         "wall_s": wall,
         "pods": extract.tables["kubernetes_pods"].objects,

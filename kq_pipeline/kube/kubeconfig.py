@@ -49,14 +49,18 @@ _PARSED: dict[Path, tuple[tuple[int, ...], dict[str, Any]]] = {}
 _PARSED_LOCK = threading.Lock()
 
 
+def _unreadable(path: Path, exc: OSError) -> KubeconfigError:
+    if isinstance(exc, FileNotFoundError):
+        return KubeconfigError(f"kubeconfig {path} not found")
+    return KubeconfigError(f"kubeconfig {path} cannot be read: {exc.strerror}")
+
+
 def _load_one(path: Path) -> dict[str, Any]:
     """The parsed kubeconfig file (shared: callers must not modify it)."""
     try:
         st = path.stat()
-    except FileNotFoundError:
-        raise KubeconfigError(f"kubeconfig {path} not found") from None
     except OSError as exc:
-        raise KubeconfigError(f"kubeconfig {path} cannot be read: {exc.strerror}") from None
+        raise _unreadable(path, exc) from None
     key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     with _PARSED_LOCK:
         cached = _PARSED.get(path)
@@ -71,10 +75,8 @@ def _load_one(path: Path) -> dict[str, Any]:
 def _parse(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
-    except FileNotFoundError:
-        raise KubeconfigError(f"kubeconfig {path} not found") from None
     except OSError as exc:
-        raise KubeconfigError(f"kubeconfig {path} cannot be read: {exc.strerror}") from None
+        raise _unreadable(path, exc) from None
     try:
         doc = yaml.load(text, Loader=_LOADER) or {}  # noqa: S506 - a safe loader (C or Python)
     except yaml.YAMLError as exc:
