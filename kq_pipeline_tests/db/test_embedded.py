@@ -104,6 +104,9 @@ def test_a_port_taken_while_stopped_is_replaced(pg_scratch):
         port = server.status().port
         server.stop()
         with socket.socket() as squatter:
+            # the stopped server's closed connections may leave the port in TIME_WAIT; a listener
+            # still keeps PostgreSQL off it (Linux refuses a second bind next to a listening socket)
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             squatter.bind(("127.0.0.1", port))
             squatter.listen()
             dsn = server.ensure_running()
