@@ -15,8 +15,9 @@ A file is written or read in one call.
 Secret pages never leave the process (the caller builds them inline, after redaction). The pool is
 shared by every list of the process, started when the first extraction reads discovery (`warm_up`,
 which also has the workers compile the big lists' row builders) and sized by `KQ_ROW_WORKERS`
-(default: CPU count - 1, at most 4; 0 builds everything inline). A worker that dies fails the list it was
-building (that table keeps its last snapshot) and the pool is started afresh for the next list.
+(default: the CPUs this process may use - 1, at most 4; 0 builds everything inline). A worker
+that dies fails the list it was building (that table keeps its last snapshot) and the pool is
+started afresh for the next list.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import atexit
 import functools
 import gc
 import logging
+import math
 import multiprocessing
 import os
 import pickle
@@ -60,8 +62,23 @@ class RowsTimeout(TimeoutError):
     """The cluster's deadline passed while a worker was still building a page's rows."""
 
 
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a container's limit).
+
+    `os.cpu_count()` is the node's count; in a pod limited to 1 CPU on a 64-core node, four workers
+    would only fight over that one CPU."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit visible: the affinity stands
+    return max(1, cpus)
+
+
 def worker_count() -> int:
-    """Worker processes to use: `KQ_ROW_WORKERS`, else CPU count - 1 (at most 4)."""
+    """Worker processes to use: `KQ_ROW_WORKERS`, else available CPUs - 1 (at most 4)."""
     raw = os.environ.get(WORKERS_ENV, "").strip()
     if raw:
         try:
@@ -69,7 +86,7 @@ def worker_count() -> int:
         except ValueError:
             log.warning("%s=%r is not a number: building rows inline", WORKERS_ENV, raw)
             return 0
-    return max(0, min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 1) - 1))
+    return max(0, min(MAX_DEFAULT_WORKERS, available_cpus() - 1))
 
 
 def build_page(

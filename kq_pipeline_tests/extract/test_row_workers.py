@@ -71,9 +71,20 @@ def spool_files() -> list[Path]:
     return [] if spool is None else list(spool.iterdir())
 
 
+def test_available_cpus_follow_affinity_and_a_container_cpu_limit(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    assert row_workers.available_cpus(tmp_path) == affinity  # no cgroup file: the affinity
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert row_workers.available_cpus(tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # a 1.5 CPU limit
+    assert row_workers.available_cpus(tmp_path) == min(affinity, 2)
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: still one
+    assert row_workers.available_cpus(tmp_path) == 1
+
+
 def test_worker_count_comes_from_the_environment_or_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(row_workers.WORKERS_ENV, raising=False)
-    assert worker_count() == max(0, min(4, (os.cpu_count() or 1) - 1))
+    assert worker_count() == max(0, min(4, row_workers.available_cpus() - 1))
     monkeypatch.setenv(row_workers.WORKERS_ENV, "3")
     assert worker_count() == 3
     monkeypatch.setenv(row_workers.WORKERS_ENV, "0")
