@@ -24,20 +24,20 @@ class UserError(Exception):
     """Raised for bad input; main() prints it without a traceback."""
 
 
-def _connect_with_schema():
+def _connect_with_schema(force: bool = False):
     from kq_pipeline.db.connection import connect, resolve_dsn
     from kq_pipeline.db.schema import apply_schema
 
     dsn = resolve_dsn()
     conn = connect(dsn)
-    apply_schema(conn)
+    apply_schema(conn, force=force)
     return dsn, conn
 
 
 def cmd_db_init(args: argparse.Namespace) -> int:
     from kq_pipeline.db.connection import masked_dsn
 
-    dsn, conn = _connect_with_schema()
+    dsn, conn = _connect_with_schema(force=True)  # runs the DDL even when it looks current
     conn.close()
     print(f"schema ready in {masked_dsn(dsn)}")
     print(f"query it with: psql '{masked_dsn(dsn)}'")

@@ -117,7 +117,7 @@ def pg_dsn(pg_database: str) -> str:
     """
     with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute("SET lock_timeout = '10s'")
-        apply_schema(conn)  # puts back anything a previous test dropped
+        apply_schema(conn, force=True)  # puts back anything a previous test dropped
         with conn.transaction():
             conn.execute(_reset_sql())
     return pg_database

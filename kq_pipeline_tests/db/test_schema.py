@@ -28,6 +28,29 @@ def test_schema_applies_to_an_empty_database_and_again_harmlessly(pg_empty_dsn):
         assert conn.execute("SELECT count(*) FROM kq_clusters").fetchone()[0] == 1
 
 
+def test_an_up_to_date_schema_is_not_reapplied_so_running_loads_cannot_deadlock_it(pg_dsn):
+    """Every run applies the schema at start; other runs' loads hold their tables meanwhile."""
+    with psycopg.connect(pg_dsn) as loader, psycopg.connect(pg_dsn) as starter:
+        apply_schema(starter)  # records this DDL's hash
+        loader.execute("LOCK TABLE kubernetes_pods IN ROW EXCLUSIVE MODE")  # as a COPY into it does
+        starter.execute("SET lock_timeout = '1s'")
+        starter.commit()
+        apply_schema(starter)  # current: touches no table, so it does not wait for the loader
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            apply_schema(starter, force=True)  # the DDL itself would wait (and could deadlock)
+        loader.rollback()
+
+
+def test_a_dropped_table_is_put_back_even_when_the_hash_matches(pg_dsn):
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        apply_schema(conn)
+        conn.execute("DROP TABLE kubernetes_pods")
+        apply_schema(conn)
+        assert conn.execute("SELECT to_regclass('kubernetes_pods') IS NOT NULL").fetchone() == (True,)
+        digest = conn.execute("SELECT ddl_sha256 FROM kq_schema").fetchone()[0]
+        assert len(digest) == 64
+
+
 def test_every_table_has_kubequerys_columns_in_order_with_jsonb_for_json(pg_dsn):
     with psycopg.connect(pg_dsn) as conn:
         rows = conn.execute(
