@@ -26,15 +26,13 @@ from kq_pipeline.extract import row_workers
 from kq_pipeline.extract.discovery import Discovery, ListTarget, discover
 from kq_pipeline.extract.prefetch import RESTART, prefetched
 from kq_pipeline.extract.result import ClusterExtract, Row, TableExtract
-from kq_pipeline.extract.row_workers import PageResult, PageRows
-from kq_pipeline.extract.secrets import redact_secrets
+from kq_pipeline.extract.row_workers import PageResult, PageRows, build_page
 from kq_pipeline.kube.access import ClusterAccess
 from kq_pipeline.kube.client import KubeClient
 from kq_pipeline.kube.errors import KubeError, KubeForbidden
-from kq_pipeline.kube.gcpause import gc_paused
 from kq_pipeline.kube.list_meta import MalformedList
 from kq_pipeline.registry import table as registry_table
-from kq_pipeline.rows import kubequery_rows, rows_for_tables
+from kq_pipeline.rows import kubequery_rows
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +78,8 @@ def _list_job(
     names = tuple(job.tables)
 
     def build_inline(body: bytes) -> PageResult:
-        # The page is parsed, turned into rows and freed before the collector may run again, so
-        # it never walks the page's objects (JSON values and the rows hold no reference cycles).
-        with _ROWS_LOCK, gc_paused():
-            items = client.page_items(body, path)
-            if job.is_secret:
-                redact_secrets(items)
-            built = rows_for_tables(names, items, cluster_name=cluster_name, cluster_uid=cluster_uid, now=now)
-            count = len(items)
-            del items
-        return count, built
+        with _ROWS_LOCK:
+            return build_page(body, names, cluster_name, cluster_uid, now, secrets=job.is_secret)
 
     pages = PageRows(
         names,
@@ -107,7 +97,7 @@ def _list_job(
                 for name, rows in built.items():
                     job.rows[name].extend(rows)
                 job.objects += count
-        except MalformedList as exc:  # a worker parsed the page
+        except MalformedList as exc:  # the page is not a list (parsed here or by a worker)
             raise client.malformed(path, exc) from None
 
     bodies = prefetched(lambda on_restart: client.list_bodies(path, limit=limit, on_restart=on_restart))

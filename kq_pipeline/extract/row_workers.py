@@ -46,6 +46,8 @@ from datetime import datetime
 from pathlib import Path
 
 from kq_pipeline.extract.result import Row
+from kq_pipeline.extract.secrets import redact_secrets
+from kq_pipeline.kube.gcpause import gc_paused
 from kq_pipeline.kube.list_meta import list_items
 from kq_pipeline.rows import rows_for_tables
 from kq_pipeline.rows.flattener import compile_tables
@@ -90,13 +92,27 @@ def worker_count() -> int:
 
 
 def build_page(
-    body: bytes, tables: tuple[str, ...], cluster_name: str, cluster_uid: str, now: datetime
+    body: bytes,
+    tables: tuple[str, ...],
+    cluster_name: str,
+    cluster_uid: str,
+    now: datetime,
+    *,
+    secrets: bool = False,
 ) -> PageResult:
-    """Parse one list page and build its rows for `tables`."""
-    items = list_items(body)
-    del body
-    built = rows_for_tables(tables, items, cluster_name=cluster_name, cluster_uid=cluster_uid, now=now)
-    return len(items), built
+    """Parse one list page and build its rows for `tables` (`secrets`: redact Secret values first).
+
+    The page is parsed, turned into rows and freed with the collector paused, so it never walks the
+    page's objects (JSON values and rows hold no reference cycles)."""
+    with gc_paused():
+        items = list_items(body)
+        del body
+        if secrets:
+            redact_secrets(items)
+        built = rows_for_tables(tables, items, cluster_name=cluster_name, cluster_uid=cluster_uid, now=now)
+        count = len(items)
+        del items
+    return count, built
 
 
 def _build_spooled(
@@ -139,9 +155,14 @@ def warm_up(table_sets: list[tuple[str, ...]]) -> None:
     pool = _pool(workers) if table_sets and workers else None
     if pool is None:
         return
+    with _POOL_LOCK:
+        todo = [t for t in table_sets if (pool, t) not in _WARMED]
+        _WARMED.update((pool, t) for t in todo)
+    if not todo:  # every cluster of a run asks; the workers compiled these already
+        return
     try:
         for _ in range(workers):
-            pool.submit(_compile, table_sets)
+            pool.submit(_compile, todo)
     except BrokenProcessPool:
         _discard_pool(pool)
 
@@ -165,6 +186,7 @@ def _init_worker(parent: int, spool: str) -> None:
 _POOL: ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 _SPOOL: Path | None = None
+_WARMED: set[tuple[ProcessPoolExecutor, tuple[str, ...]]] = set()
 
 
 def _pool(workers: int) -> ProcessPoolExecutor | None:
