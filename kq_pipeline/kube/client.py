@@ -58,7 +58,7 @@ USER_AGENT = "kq-pipeline/0.1"
 
 
 class _Gone(Exception):
-    """410 from the server; list_pages decides whether to restart."""
+    """410 from the server; list_bodies decides whether to restart."""
 
 
 def _retry_after_s(value: str | None) -> float | None:
