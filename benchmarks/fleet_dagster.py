@@ -63,7 +63,7 @@ def _refresh_fleet(instance, job, order: list[str], sizes: Sizes) -> tuple[float
     """One full fleet refresh; returns (wall, run ids, sum of the asset's 'refreshed in' times)."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from kq_pipeline.schedules import contiguous_ranges
+    from kq_pipeline.defs.schedules import contiguous_ranges
 
     run_config = {
         "resources": {"polling": {"config": {"cluster_concurrency": sizes.fleet_concurrency}}},
@@ -98,8 +98,8 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
 
     from kq_pipeline import inventory
     from kq_pipeline.definitions import defs
-    from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME, sync_partitions
-    from kq_pipeline.schedules import refresh_job
+    from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME, sync_partitions
+    from kq_pipeline.defs.schedules import refresh_job
     from kq_pipeline.simulator.objects import ClusterSpec
     from kq_pipeline.simulator.process import serve_fleet_process
 

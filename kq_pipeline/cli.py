@@ -155,7 +155,7 @@ def cmd_clusters_remove(args: argparse.Namespace) -> int:
 
 
 def _sync_partitions(active: Sequence[str]) -> None:
-    from kq_pipeline.partitions import sync_partitions
+    from kq_pipeline.defs.partitions import sync_partitions
 
     sync_partitions(_instance(), active)
 
@@ -178,9 +178,9 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     from kq_pipeline import inventory
     from kq_pipeline.definitions import defs
-    from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME
+    from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME
+    from kq_pipeline.defs.schedules import contiguous_ranges, refresh_job
     from kq_pipeline.report import print_run_report
-    from kq_pipeline.schedules import contiguous_ranges, refresh_job
 
     if args.concurrency < 1:
         raise UserError("--concurrency must be at least 1")

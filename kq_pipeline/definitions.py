@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
-from kq_pipeline.assets import kubequery_snapshot, table_specs
-from kq_pipeline.resources import FleetDatabase, PollingSettings
-from kq_pipeline.retention import prune_job, retention_schedule
-from kq_pipeline.schedules import fleet_refresh, refresh_job
-from kq_pipeline.sensors import inventory_sensor
+from kq_pipeline.defs.assets import kubequery_snapshot, table_specs
+from kq_pipeline.defs.resources import FleetDatabase, PollingSettings
+from kq_pipeline.defs.retention import prune_job, retention_schedule
+from kq_pipeline.defs.schedules import fleet_refresh, refresh_job
+from kq_pipeline.defs.sensors import inventory_sensor
 
 defs = Definitions(
     assets=[kubequery_snapshot, *table_specs],

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kq_pipeline.assets import MAX_CLUSTERS_PER_RUN
+from kq_pipeline.defs.assets import MAX_CLUSTERS_PER_RUN
 
 VALUES = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "values.yaml"
 CHART_TOP_LEVEL_KEYS = {

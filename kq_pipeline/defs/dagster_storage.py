@@ -3,7 +3,7 @@
 dagster-postgres opens a new connection (with password authentication) for every storage call
 outside the webserver. A batched refresh writes about 32 events per cluster, so that cost
 dominated Dagster's bookkeeping: measured 1.7-2.1 s per cluster with the stock storage, 0.46 s
-with pooled connections (kq_pipeline_tests/test_dagster_yaml.py uses this class through the
+with pooled connections (kq_pipeline_tests/defs/test_dagster_yaml.py uses this class through the
 repo's dagster.yaml). The pooled engine is dagster-postgres' own `optimize_for_webserver` path
 (pool_size=1 plus overflow, recycled hourly), applied in every process that loads the instance:
 daemon, webserver, code servers and run workers (they rebuild the instance from this class).

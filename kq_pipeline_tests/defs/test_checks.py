@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from kq_pipeline.checks import judge_row_counts, previous_counts
 from kq_pipeline.db.snapshot import record_failed_load
+from kq_pipeline.defs.checks import judge_row_counts, previous_counts
 from kq_pipeline.refresh import ClusterOutcome, TableOutcome
 
 DROP = 0.5

@@ -21,10 +21,10 @@ from dagster import (
 
 from kq_pipeline import inventory
 from kq_pipeline.db.connection import connect
-from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME, clusters_partitions
-from kq_pipeline.resources import FleetDatabase
-from kq_pipeline.retire import RETIRE_POLICIES, retire_rows
-from kq_pipeline.schedules import range_run_requests, refresh_job
+from kq_pipeline.db.retire import RETIRE_POLICIES, retire_rows
+from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME, clusters_partitions
+from kq_pipeline.defs.resources import FleetDatabase
+from kq_pipeline.defs.schedules import range_run_requests, refresh_job
 
 SENSOR_INTERVAL_S = int(os.environ.get("KQ_SENSOR_INTERVAL_S", "30"))
 

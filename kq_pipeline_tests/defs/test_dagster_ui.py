@@ -18,7 +18,7 @@ from kq_pipeline import inventory
 from kq_pipeline.registry import ASSET_GROUPS, TABLES
 from kq_pipeline.simulator import serve_fleet
 from kq_pipeline.simulator.objects import ClusterSpec
-from kq_pipeline_tests.dagster_dev import DagsterDev, wait_for
+from kq_pipeline_tests.defs.dagster_dev import DagsterDev, wait_for
 
 SENSOR_INTERVAL_S = 3
 

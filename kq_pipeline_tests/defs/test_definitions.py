@@ -12,7 +12,7 @@ from dagster import AssetKey
 from kq_pipeline.definitions import defs
 from kq_pipeline.registry import ASSET_GROUPS, TABLES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_asset_graph_is_ten_partitioned_api_groups_feeding_the_51_tables() -> None:

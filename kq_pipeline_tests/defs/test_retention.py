@@ -19,10 +19,10 @@ from dagster import (
 
 from kq_pipeline import inventory
 from kq_pipeline.definitions import defs
-from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME
+from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME
+from kq_pipeline.defs.retention import prune_job, prune_runs, retention_schedule
+from kq_pipeline.defs.schedules import refresh_job
 from kq_pipeline.registry import TABLES
-from kq_pipeline.retention import prune_job, prune_runs, retention_schedule
-from kq_pipeline.schedules import refresh_job
 from kq_pipeline.simulator import serve_fleet
 from kq_pipeline.simulator.objects import ClusterSpec
 

@@ -19,8 +19,8 @@ from dagster import (
 )
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from kq_pipeline.assets import MAX_CLUSTERS_PER_RUN, group_specs
-from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME
+from kq_pipeline.defs.assets import MAX_CLUSTERS_PER_RUN, group_specs
+from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME
 
 REFRESH_CRON = os.environ.get("KQ_REFRESH_CRON", "*/15 * * * *")
 

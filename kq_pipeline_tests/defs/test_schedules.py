@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kq_pipeline.schedules import contiguous_ranges, range_run_requests
+from kq_pipeline.defs.schedules import contiguous_ranges, range_run_requests
 
 ORDER = [f"c{i}" for i in range(10)]
 

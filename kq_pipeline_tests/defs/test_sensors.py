@@ -27,11 +27,11 @@ from psycopg import sql
 
 from kq_pipeline import inventory
 from kq_pipeline.definitions import defs
-from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME, sync_partitions
+from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME, sync_partitions
+from kq_pipeline.defs.resources import FleetDatabase
+from kq_pipeline.defs.schedules import fleet_refresh
+from kq_pipeline.defs.sensors import inventory_sensor
 from kq_pipeline.registry import TABLES
-from kq_pipeline.resources import FleetDatabase
-from kq_pipeline.schedules import fleet_refresh
-from kq_pipeline.sensors import inventory_sensor
 
 
 class SensorDriver:

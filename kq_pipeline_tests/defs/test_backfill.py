@@ -18,11 +18,11 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from kq_pipeline import inventory
-from kq_pipeline.partitions import sync_partitions
+from kq_pipeline.defs.partitions import sync_partitions
 from kq_pipeline.registry import ASSET_GROUPS, TABLES
 from kq_pipeline.simulator import serve_fleet
 from kq_pipeline.simulator.objects import ClusterSpec
-from kq_pipeline_tests.dagster_dev import DagsterDev, wait_for
+from kq_pipeline_tests.defs.dagster_dev import DagsterDev, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -27,12 +27,12 @@ from dagster import (
     multi_asset,
 )
 
-from kq_pipeline.checks import ROW_COUNT_CHECK, judge_row_counts, previous_counts
 from kq_pipeline.db.connection import connect
-from kq_pipeline.partitions import clusters_partitions
+from kq_pipeline.defs.checks import ROW_COUNT_CHECK, judge_row_counts, previous_counts
+from kq_pipeline.defs.partitions import clusters_partitions
+from kq_pipeline.defs.resources import FleetDatabase, PollingSettings
 from kq_pipeline.refresh import ClusterOutcome, refresh_clusters
 from kq_pipeline.registry import ASSET_GROUPS, TABLES
-from kq_pipeline.resources import FleetDatabase, PollingSettings
 
 ASSET_PREFIX = "kubequery"
 MAX_CLUSTERS_PER_RUN = 25

@@ -21,14 +21,14 @@ from psycopg.conninfo import conninfo_to_dict
 
 from kq_pipeline import inventory
 from kq_pipeline.definitions import defs
-from kq_pipeline.partitions import CLUSTERS_PARTITIONS_NAME
+from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME
+from kq_pipeline.defs.retention import prune_runs
+from kq_pipeline.defs.schedules import refresh_job
 from kq_pipeline.registry import ASSET_GROUPS
-from kq_pipeline.retention import prune_runs
-from kq_pipeline.schedules import refresh_job
 from kq_pipeline.simulator import serve_fleet
 from kq_pipeline.simulator.objects import ClusterSpec
 
-REPO_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 def _password(params: dict[str, str]) -> str:
@@ -78,7 +78,7 @@ def test_the_production_instance_stores_runs_events_and_partitions_in_postgresql
             assert isinstance(instance.run_storage, PostgresRunStorage)
             assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
             assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
-            # Pooled connections (kq_pipeline/dagster_storage.py), in this process and in run workers.
+            # Pooled connections (kq_pipeline/defs/dagster_storage.py), in this process and in run workers.
             for storage in (instance.run_storage, instance.event_log_storage, instance.schedule_storage):
                 assert type(storage._engine.pool).__name__ != "NullPool"
             assert instance.get_ref().storage_data.class_name == "PooledPostgresStorage"
