@@ -122,8 +122,8 @@ def test_unknown_table_is_refused():
         to_frame("pods; DROP TABLE x", [], cluster_name="c1")
 
 
-def test_every_table_builds_from_the_conformance_cases(shared_kubequery):
-    for path in sorted((shared_kubequery / "cases").glob("*.json")):
+def test_every_table_builds_from_the_conformance_cases(kubequery_data):
+    for path in sorted((kubequery_data / "cases").glob("*.json")):
         case = json.loads(path.read_text())
         rows = case.get("expected_rows") or []
         typed = to_frame(case["table"], rows, cluster_name="c1")

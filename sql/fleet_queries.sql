@@ -17,8 +17,30 @@ LIMIT 10;
 -- Pods carrying a label, in every cluster (jsonb containment: served by the GIN index on labels).
 SELECT cluster_name, namespace, name
 FROM kubernetes_pods
-WHERE labels @> '{"app": "web"}'
+WHERE labels @> '{"app": "coredns"}'
 ORDER BY cluster_name, namespace, name;
+
+-- Privileged containers. kubequery's flags are 0/1 integers, not booleans: compare with = 1.
+SELECT cluster_name, namespace, pod_name, name AS container, image
+FROM kubernetes_pod_containers
+WHERE privileged = 1
+ORDER BY cluster_name, namespace, pod_name, name;
+
+-- Pods sharing their node's network namespace, per cluster (another 0/1 flag).
+SELECT cluster_name, count(*) AS host_network_pods
+FROM kubernetes_pods
+WHERE host_network = 1
+GROUP BY cluster_name
+ORDER BY cluster_name;
+
+-- The ten oldest running pods. kubequery's timestamps are epoch seconds: to_timestamp() makes
+-- them timestamptz.
+SELECT cluster_name, namespace, name, to_timestamp(creation_timestamp) AS created_at,
+       date_trunc('second', now() - to_timestamp(creation_timestamp)) AS age
+FROM kubernetes_pods
+WHERE phase = 'Running'
+ORDER BY creation_timestamp, cluster_name, namespace, name
+LIMIT 10;
 
 -- Pods per node with each node's kubelet version (pods joined to nodes on cluster and node name).
 SELECT n.cluster_name, n.name AS node, n.node_info ->> 'kubeletVersion' AS kubelet_version,

@@ -28,12 +28,28 @@ TABLE = "kubernetes_pods"
 SEPARATORS = (",", ":")
 
 
-def synthetic_pods(n: int) -> list[dict[str, str]]:
-    """n pod rows shaped like kubequery's (a real pod row from the conformance case, varied)."""
-    from pathlib import Path
+def base_pod_row() -> dict[str, str]:
+    """One pod row as kubequery renders it: a Deployment's pod of a small simulated cluster.
 
-    case = Path(__file__).resolve().parents[2].parent / "shared/kubequery/cases/kubernetes_pods.json"
-    base = json.loads(case.read_text())["expected_rows"][0]
+    Generated, not read from a file, so the bench also runs from an installed package; its size
+    (~2.2 kB of JSON, 30-odd keys) is that of a typical application pod.
+    """
+    from kq_pipeline.rows import kubequery_rows
+    from kq_pipeline.simulator.objects import ClusterSpec, generate_objects
+
+    pods = generate_objects(ClusterSpec("bench", seed=1, pods=30, namespaces=3))["v1/pods"]
+    pod = next(
+        p
+        for p in pods
+        if p["metadata"]["namespace"] != "kube-system"
+        and [o["kind"] for o in p["metadata"].get("ownerReferences") or []] == ["ReplicaSet"]
+    )
+    return kubequery_rows(TABLE, [pod], cluster_name="bench", cluster_uid="uid-bench")[0]
+
+
+def synthetic_pods(n: int) -> list[dict[str, str]]:
+    """n pod rows shaped like kubequery's (one simulated pod's row, varied)."""
+    base = base_pod_row()
     rows = []
     for i in range(n):
         row = dict(base)

@@ -2,8 +2,8 @@
 
 Everything that names a SQL identifier (DDL, COPY, queries, Dagster table schemas) reads it from
 here, so a name that is not in kubequery's schema can never reach PostgreSQL. The data is
-kubequery's own schema (`schema.json`, shipped in the package, copied from ../shared by
-`tools/build_registry.py`).
+kubequery's own schema (`schema.json`, shipped in the package, copied from the test data,
+kq_pipeline_tests/data/kubequery, by `tools/build_registry.py`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ turns a set of tables over one object list into Python source, compiled once and
   only in the branch taken. Loop rows may therefore list their keys in a different order than the
   schema; rows are mappings, compared and consumed by column name.
 
-Schema conventions interpreted here (documented in ../shared/kubequery/README.md):
+Schema conventions interpreted here (documented in kq_pipeline_tests/data/kubequery/README.md):
 `&field` in `go` means the address of a plain field, so a missing value is the pointee's zero value
 and not nil; `ServerResources()[*]` is the listed APIResourceList itself; specials are the cluster
 name/uid, the event type ("add": a snapshot sees every current event as added) and the poll time.

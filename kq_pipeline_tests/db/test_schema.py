@@ -130,7 +130,7 @@ def test_the_example_fleet_queries_answer_over_loaded_clusters(pg_dsn):
             conn, table, cluster, typed, run_id="r", started_at=datetime.now(UTC), rows_extracted=len(rows)
         )
 
-    web = '{"app":"web"}'
+    coredns = '{"app":"coredns"}'
     with psycopg.connect(pg_dsn) as conn:
         for cluster, n in (("a", 3), ("b", 2)):
             put(
@@ -143,7 +143,10 @@ def test_the_example_fleet_queries_answer_over_loaded_clusters(pg_dsn):
                         "name": f"p{i}",
                         "namespace": f"ns{i % 2}",
                         "node_name": "n1",
-                        "labels": web if i == 0 else '{"app":"db","tier":"x"}',
+                        "labels": coredns if i == 0 else '{"app":"db","tier":"x"}',
+                        "host_network": "1" if i == 0 else "0",
+                        "phase": "Running",
+                        "creation_timestamp": str(1_700_000_000 + i),
                     }
                     for i in range(n)
                 ],
@@ -153,7 +156,14 @@ def test_the_example_fleet_queries_answer_over_loaded_clusters(pg_dsn):
                 "kubernetes_pod_containers",
                 cluster,
                 [
-                    {"uid": f"{cluster}{i}", "name": "c", "image": "nginx:1" if i else "redis:7"}
+                    {
+                        "uid": f"{cluster}{i}",
+                        "name": "c",
+                        "namespace": f"ns{i % 2}",
+                        "pod_name": f"p{i}",
+                        "image": "nginx:1" if i else "redis:7",
+                        "privileged": "1" if i == 0 else "0",
+                    }
                     for i in range(n)
                 ],
             )
@@ -167,10 +177,14 @@ def test_the_example_fleet_queries_answer_over_loaded_clusters(pg_dsn):
                 ],
             )
         results = [conn.execute(q).fetchall() for q in fleet_queries()]
-    per_cluster, images, labelled, per_node, freshness = results
+    per_cluster, images, labelled, privileged, host_network, oldest, per_node, freshness = results
     assert per_cluster == [("a", 2, 3), ("b", 2, 2)]
     assert images == [("nginx:1", 3), ("redis:7", 2)]
     assert labelled == [("a", "ns0", "p0"), ("b", "ns0", "p0")]
+    assert privileged == [("a", "ns0", "p0", "c", "redis:7"), ("b", "ns0", "p0", "c", "redis:7")]
+    assert host_network == [("a", 1), ("b", 1)]
+    assert [(r[0], r[2]) for r in oldest] == [("a", "p0"), ("b", "p0"), ("a", "p1"), ("b", "p1"), ("a", "p2")]
+    assert oldest[0][3] == datetime.fromtimestamp(1_700_000_000, UTC)
     assert per_node == [
         ("a", "n1", "v1.30.0", 3),
         ("a", "n2", "v1.29.0", 0),

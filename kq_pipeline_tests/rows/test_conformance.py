@@ -1,6 +1,6 @@
 """kubequery's own test expectations, reproduced from each case's objects (README "Shortcut").
 
-Every case file in ../shared/kubequery/cases is one test. Objects are sorted by (namespace, name)
+Every case file in kq_pipeline_tests/data/kubequery/cases is one test. Objects are sorted by (namespace, name)
 like kubequery's fake client lists them, the cluster uid/name come from the case, and the rows must
 equal `expected_rows` exactly: same order, same keys, same string values. Cases whose expectations
 are withheld must still run and obey the fan-out rule and the column list.
@@ -16,9 +16,11 @@ import pytest
 
 from kq_pipeline import registry
 from kq_pipeline.rows import kubequery_rows
-from kq_pipeline_tests.conftest import SHARED_KUBEQUERY
+from kq_pipeline_tests.conftest import KUBEQUERY_DATA
 
-CASE_FILES = sorted((SHARED_KUBEQUERY / "cases").glob("*.json"))
+CASE_FILES = sorted((KUBEQUERY_DATA / "cases").glob("*.json"))
+# No case files must not mean no tests: an empty parameter set is only a skip in pytest.
+CASE_PARAMS = [pytest.param(p, id=p.stem) for p in CASE_FILES] or [pytest.param(None, id="no-case-files")]
 
 
 def _listed(case: dict[str, Any]) -> list[dict[str, Any]]:
@@ -50,13 +52,17 @@ def _fan_out(table: registry.Table, objects: list[dict[str, Any]]) -> int:
     return total
 
 
-def test_every_case_file_is_collected(shared_kubequery: Path) -> None:
-    assert len(CASE_FILES) == 43
-    assert CASE_FILES[0].parent == shared_kubequery / "cases"
+def test_every_case_file_the_index_lists_is_collected(kubequery_data: Path) -> None:
+    index = json.loads((kubequery_data / "cases_index.json").read_text())
+    assert index["cases"] == len(index["case_files"]) > 0
+    assert [p.name for p in CASE_FILES] == index["case_files"]
+    assert {p.parent for p in CASE_FILES} == {kubequery_data / "cases"}
 
 
-@pytest.mark.parametrize("case_file", CASE_FILES, ids=[p.stem for p in CASE_FILES])
-def test_case_rows(case_file: Path) -> None:
+@pytest.mark.parametrize("case_file", CASE_PARAMS)
+def test_case_rows(case_file: Path | None) -> None:
+    if case_file is None:
+        pytest.fail(f"no kubequery case files in {KUBEQUERY_DATA / 'cases'}")
     case = json.loads(case_file.read_text())
     rows = _rows(case)
     if not case.get("expected_rows_withheld"):
@@ -78,7 +84,7 @@ def test_case_rows(case_file: Path) -> None:
 
 def test_withheld_stateful_set_volumes_match_readme_example_7() -> None:
     """README example 7 spells out the emptyDir row of the stateful set volumes case."""
-    case = json.loads((SHARED_KUBEQUERY / "cases" / "kubernetes_stateful_set_volumes.json").read_text())
+    case = json.loads((KUBEQUERY_DATA / "cases" / "kubernetes_stateful_set_volumes.json").read_text())
     row = next(r for r in _rows(case) if r["name"] == "alertmanager-main-db")
     assert row["volume_type"] == "empty_dir"
     assert row["empty_dir_size_limit"] == "<nil>"
@@ -95,7 +101,7 @@ def test_withheld_stateful_set_volumes_match_readme_example_7() -> None:
 
 
 def test_withheld_network_policy_fans_out_ingress_then_egress() -> None:
-    case = json.loads((SHARED_KUBEQUERY / "cases" / "kubernetes_network_policies.json").read_text())
+    case = json.loads((KUBEQUERY_DATA / "cases" / "kubernetes_network_policies.json").read_text())
     rows = _rows(case)
     spec = case["objects"][0]["spec"]
     assert [r["type"] for r in rows] == ["ingress"] * len(spec.get("ingress", [])) + ["egress"] * len(

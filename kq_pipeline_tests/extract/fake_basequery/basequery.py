@@ -7,13 +7,20 @@ over HTTPS with the bearer token and verified TLS, a JSON array of row objects o
 prints every column, "" where kubequery's row has no key), "Error: ..." on stderr and exit 1 when
 the API server refuses (401/403) or the table does not exist.
 
-What it is not: osquery/SQLite. Rows come from `kq_pipeline.rows.kubequery_rows`, the project's
-re-implementation of kubequery's row builders, so kubequery's own Go code is not exercised here.
+What it is not: osquery/SQLite, nor kubequery's Go code. Where the rows come from:
+- by default, the listed objects through `kq_pipeline.rows.kubequery_rows`, the project's own
+  re-implementation of kubequery's row builders: enough to test the plumbing around kubequery,
+  proof of nothing about kubequery's rows;
+- with FAKE_BASEQUERY_RECORDED=<cases dir>, the rows kubequery itself produced in its own Go tests
+  (`expected_rows` of kq_pipeline_tests/data/kubequery/cases/<table>.json), with cluster_name and
+  cluster_uid set as the remote-access patch sets them (KUBEQUERY_CLUSTER_NAME; KUBEQUERY_CLUSTER_UID,
+  else the kube-system namespace's uid). A table without recorded rows is an error (exit 1).
 
 Test hooks (set by the test's wrapper script, never by the code under test):
   FAKE_BASEQUERY_LOG          append one JSON line per call: argv, /proc cmdlines, env names, token seen
   FAKE_BASEQUERY_MODE         ok | exit | sleep | malformed | empty | nothing | extra_column | raw
   FAKE_BASEQUERY_FAULT_TABLE  apply MODE to this table only (default: every table)
+  FAKE_BASEQUERY_RECORDED     answer with kubequery's recorded rows from this cases directory
 """
 
 from __future__ import annotations
@@ -115,6 +122,17 @@ def _objects(api: Api, name: str) -> list[dict[str, Any]]:
     return api.list(api.path_of(src.api_group, src.api_version, src.resource))
 
 
+def _recorded_rows(cases: Path, name: str, cluster_name: str, cluster_uid: str) -> list[dict[str, str]]:
+    """kubequery's own rows for `name`, as the remote-access patch would name the cluster."""
+    path = cases / f"{name}.json"
+    case = json.loads(path.read_text()) if path.is_file() else {}
+    if "expected_rows" not in case:
+        raise Refused(f"no recorded kubequery rows for {name} in {cases}")
+    return [
+        {**row, "cluster_name": cluster_name, "cluster_uid": cluster_uid} for row in case["expected_rows"]
+    ]
+
+
 def _render(name: str, rows: list[dict[str, str]], raw: bool) -> str:
     if raw:
         return json.dumps(rows, indent=2)
@@ -196,16 +214,17 @@ def main(argv: list[str]) -> int:
     try:
         uid = os.environ.get("KUBEQUERY_CLUSTER_UID")
         uid = uid or api.get("/api/v1/namespaces/kube-system")["metadata"]["uid"]
-        objects = _objects(api, table_name)
-    except Refused as exc:
+        cluster_name = os.environ.get("KUBEQUERY_CLUSTER_NAME", "")
+        recorded = os.environ.get("FAKE_BASEQUERY_RECORDED")
+        if recorded:
+            rows = _recorded_rows(Path(recorded), table_name, cluster_name, uid)
+        else:
+            rows = kubequery_rows(
+                table_name, _objects(api, table_name), cluster_name=cluster_name, cluster_uid=uid
+            )
+    except (Refused, urllib.error.URLError, ssl.SSLError, OSError) as exc:
         print(f"Error: kubequery: {exc}", file=sys.stderr)
         return 1
-    except (urllib.error.URLError, ssl.SSLError, OSError) as exc:
-        print(f"Error: kubequery: {exc}", file=sys.stderr)
-        return 1
-    rows = kubequery_rows(
-        table_name, objects, cluster_name=os.environ.get("KUBEQUERY_CLUSTER_NAME", ""), cluster_uid=uid
-    )
     if mode == "extra_column" and rows:
         rows[0]["not_a_column"] = "x"
     sys.stdout.write(_render(table_name, rows, raw=mode in ("raw", "extra_column")) + "\n")
