@@ -15,7 +15,7 @@ defs = Definitions(
     jobs=[refresh_job, prune_job],
     schedules=[fleet_refresh, retention_schedule],
     sensors=[inventory_sensor],
-    resources={"fleet_db": FleetDatabase(), "polling": PollingSettings()},
+    resources={"fleet_db": FleetDatabase(url_env="KQ_DATABASE_URL"), "polling": PollingSettings()},
     # One op per run, concurrency from threads inside it: a step subprocess would only add start-up time.
     executor=in_process_executor,
 )

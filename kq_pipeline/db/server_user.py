@@ -12,10 +12,15 @@ import pwd
 import shutil
 import stat
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_SERVER_USER = "kq-postgres"
+_DROP_PRIVILEGES = (
+    "import os, sys; uid, gid = int(sys.argv[1]), int(sys.argv[2]); os.setgroups([]); "
+    "os.setresgid(gid, gid, gid); os.setresuid(uid, uid, uid); os.execv(sys.argv[3], sys.argv[3:])"
+)
 
 
 class ServerUserError(RuntimeError):
@@ -33,10 +38,14 @@ class ServerUser:
         return self.uid == os.geteuid()
 
     def run(self, args: list[str], *, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        """Run a PostgreSQL program as this user (dropping root's supplementary groups too)."""
-        kwargs: dict = {}
+        """Run a PostgreSQL program as this user (dropping root's supplementary groups too).
+
+        The switch happens in a small Python child, not through subprocess's `user=`: with `user=`
+        CPython forks instead of vforking, which runs every pthread_atfork handler in the child, and
+        gRPC's (loaded in Dagster code servers) can crash it before exec (issue 13: SIGSEGV).
+        """
         if not self.is_self:
-            kwargs = {"user": self.uid, "group": self.gid, "extra_groups": []}
+            args = [sys.executable, "-I", "-S", "-c", _DROP_PRIVILEGES, str(self.uid), str(self.gid), *args]
         return subprocess.run(
             args,
             capture_output=True,
@@ -45,7 +54,6 @@ class ServerUser:
             cwd="/",
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"},
             check=False,
-            **kwargs,
         )
 
     def own(self, path: Path, mode: int) -> None:

@@ -1,7 +1,8 @@
 """Dagster resources: where the fleet database is and how hard to poll.
 
-The DSN is read from the environment at run time (never put in Dagster config, so a password
-never reaches the UI or the event log); with no `KQ_DATABASE_URL` the embedded PostgreSQL is used.
+The DSN is read from the environment at run time, in the process that uses it (never put in Dagster
+config, so a password never reaches the UI or the event log); with `KQ_DATABASE_URL` unset, the
+embedded PostgreSQL is used outside deployments (the rule is in `kq_pipeline/db/connection.py`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ _SCHEMA_READY: set[str] = set()
 
 
 class FleetDatabase(ConfigurableResource):
-    """The PostgreSQL database that holds every cluster's tables."""
+    """The PostgreSQL database that holds every cluster's tables.
+
+    Configured by the *name* of the environment variable holding its DSN, not by `EnvVar(...)`: an
+    EnvVar whose variable is unset fails every run and sensor tick at resource set-up (Dagster 1.13),
+    and unset is exactly how local use asks for the embedded PostgreSQL. The UI shows the name only.
+    """
+
+    url_env: str = "KQ_DATABASE_URL"
 
     def dsn(self) -> str:
         """The DSN, with the schema applied once per process: a code upgrade that adds a column or
         index takes effect on its first run, not only after someone runs `kq db init`."""
-        dsn = resolve_dsn()
+        dsn = resolve_dsn(self.url_env)
         with _SCHEMA_LOCK:
             if dsn not in _SCHEMA_READY:
                 with connect(dsn) as conn:

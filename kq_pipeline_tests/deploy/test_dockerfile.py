@@ -58,3 +58,9 @@ def test_dependencies_are_pinned_and_match_the_tested_venv() -> None:
 def test_the_default_command_serves_our_code_location_over_grpc() -> None:
     assert '"--module-name", "kq_pipeline.definitions"' in DOCKERFILE
     assert "AS with-kubequery" in DOCKERFILE and "ARG KUBEQUERY_IMAGE=" in DOCKERFILE
+
+
+def test_the_image_never_starts_the_embedded_postgres() -> None:
+    runtime = DOCKERFILE.split("AS runtime", 1)[1].split("\nFROM ", 1)[0]
+    env = [rest for word, rest in _instructions() if word == "ENV" and "KQ_HOME" in rest]
+    assert "KQ_EMBEDDED_POSTGRES=0" in runtime and env and "KQ_EMBEDDED_POSTGRES=0" in env[0]

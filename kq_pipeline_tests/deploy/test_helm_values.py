@@ -104,3 +104,12 @@ def test_no_credentials_in_values() -> None:
     text = VALUES.read_text().lower()
     for word in ("password:", "token:", "postgresql://"):
         assert word not in text
+
+
+def test_every_dagster_process_has_the_embedded_postgres_disabled(values: dict[str, Any]) -> None:
+    off = {"name": "KQ_EMBEDDED_POSTGRES", "value": "0"}  # EnvVar objects: the chart's list form
+    assert off in values["dagsterWebserver"]["env"]
+    assert off in values["dagsterDaemon"]["env"]
+    (dep,) = values["dagster-user-deployments"]["deployments"]
+    assert off in dep["env"]
+    assert "KQ_EMBEDDED_POSTGRES=0" in values["runLauncher"]["config"]["k8sRunLauncher"]["envVars"]
