@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,21 +133,85 @@ def clusters_from_kubeconfig(
     return out
 
 
-def upsert_clusters(conn: psycopg.Connection, clusters: Iterable[Cluster]) -> int:
-    """Add or update clusters; re-adding a retired cluster makes it active again."""
+def upsert_clusters(conn: psycopg.Connection, clusters: Iterable[Cluster], *, revive: bool = True) -> int:
+    """Add or update clusters; returns how many rows were written. Unchanged rows are not rewritten.
+
+    `revive`: an explicit add (`kq clusters add`) makes a retired cluster active again; a file sync
+    passes False, so a cluster removed with `kq clusters remove` stays removed though a file lists it."""
     cols = ", ".join(_COLUMNS)
     placeholders = ", ".join(f"%({c})s" for c in _COLUMNS)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "name")
+    data_cols = [c for c in _COLUMNS if c != "name"]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in data_cols)
+    changed = (
+        f"({', '.join(f'kq_clusters.{c}' for c in data_cols)}) "
+        f"IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in data_cols)})"
+    )
+    when = (
+        f"kq_clusters.retired_at IS NOT NULL OR {changed}"
+        if revive
+        else f"kq_clusters.retired_at IS NULL AND {changed}"
+    )
     n = 0
     with conn.transaction(), conn.cursor() as cur:
         for c in clusters:
             cur.execute(
                 f"INSERT INTO kq_clusters ({cols}) VALUES ({placeholders}) "
-                f"ON CONFLICT (name) DO UPDATE SET {updates}, updated_at = now(), retired_at = NULL",
+                f"ON CONFLICT (name) DO UPDATE SET {updates}, updated_at = now(), retired_at = NULL "
+                f"WHERE {when}",
                 asdict(c),
             )
-            n += 1
+            n += cur.rowcount
     return n
+
+
+@dataclass(frozen=True)
+class FileSync:
+    """What syncing an inventory file changed, and which of its clusters it left removed."""
+
+    written: list[str]
+    """Added or changed."""
+    removed: list[str]
+    """Listed in the file, but removed with `kq clusters remove`: the file does not re-add them."""
+
+
+def sync_clusters(conn: psycopg.Connection, clusters: Sequence[Cluster]) -> FileSync:
+    """Apply an inventory file's clusters: add new ones, update changed ones, and touch nothing else.
+
+    Runs on every sensor tick, so an unchanged file costs one SELECT and writes nothing (not even row
+    locks); removed clusters stay removed until an explicit `kq clusters add`."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {', '.join(_COLUMNS)}, retired_at IS NOT NULL FROM kq_clusters WHERE name = ANY(%s)",
+            ([c.name for c in clusters],),
+        )
+        current = {row[0]: (tuple(row[: len(_COLUMNS)]), row[-1]) for row in cur.fetchall()}
+        removed = sorted(c.name for c in clusters if c.name in current and current[c.name][1])
+        todo = [
+            c
+            for c in clusters
+            if c.name not in current or (not current[c.name][1] and current[c.name][0] != astuple(c))
+        ]
+        if todo:
+            upsert_clusters(conn, todo, revive=False)
+    return FileSync(written=[c.name for c in todo], removed=removed)
+
+
+def removed_clusters(conn: psycopg.Connection, names: Iterable[str]) -> list[str]:
+    """Those of `names` that were removed (retired) from the inventory, sorted."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT name FROM kq_clusters WHERE name = ANY(%s) AND retired_at IS NOT NULL ORDER BY name",
+            (list(names),),
+        )
+        return [n for (n,) in cur.fetchall()]
+
+
+def removed_but_listed(inventory_file: Path, names: list[str]) -> str:
+    """Why clusters an inventory file lists are not loaded (the sensor's tick, `kq clusters list`)."""
+    return (
+        f"{len(names)} cluster(s) in {inventory_file} ignored because removed with `kq clusters remove`: "
+        f"{', '.join(names)} (`kq clusters add` re-adds)"
+    )
 
 
 def active_clusters(conn: psycopg.Connection) -> list[Cluster]:
@@ -176,6 +240,18 @@ def retire_cluster(conn: psycopg.Connection, name: str) -> bool:
         return cur.rowcount == 1
 
 
+def loaded_since_added(conn: psycopg.Connection, names: Sequence[str]) -> list[str]:
+    """Those of `names` with a load attempt recorded since they were last added or changed."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.name FROM kq_clusters c WHERE c.name = ANY(%s) AND EXISTS ("
+            " SELECT 1 FROM kq_loads l WHERE l.cluster_name = c.name AND l.started_at >= c.updated_at)"
+            " ORDER BY c.name",
+            (list(names),),
+        )
+        return [r[0] for r in cur.fetchall()]
+
+
 def set_cluster_uid(conn: psycopg.Connection, name: str, cluster_uid: str) -> None:
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("UPDATE kq_clusters SET cluster_uid = %s WHERE name = %s", (cluster_uid, name))
@@ -202,3 +278,14 @@ def access_for(cluster: Cluster):  # -> kq_pipeline.kube.ClusterAccess
 def default_inventory_file() -> Path | None:
     value = os.environ.get("KQ_INVENTORY_FILE")
     return Path(value).expanduser() if value else None
+
+
+def inventory_file_names() -> tuple[Path, list[str]] | None:
+    """KQ_INVENTORY_FILE and the names it lists; None if unset or unreadable (the sensor reports that)."""
+    path = default_inventory_file()
+    if path is None:
+        return None
+    try:
+        return path, [c.name for c in clusters_from_yaml(path)]
+    except InventoryError:
+        return None

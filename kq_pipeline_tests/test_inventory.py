@@ -1,12 +1,15 @@
-"""The inventory: names are safe partition keys, files give clear errors, credentials stay references."""
+"""The inventory: names are safe partition keys, files give clear errors, credentials stay references,
+unchanged rows are never rewritten, and a removed cluster stays removed until it is explicitly added."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from kq_pipeline import inventory
+from kq_pipeline.cli import main
 from kq_pipeline.inventory import Cluster, InventoryError
 
 
@@ -86,3 +89,99 @@ def test_bad_inventory_files_name_the_file_and_the_problem(tmp_path: Path, text:
 def test_missing_inventory_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match="inventory file not found"):
         inventory.clusters_from_yaml(tmp_path / "nope.yaml")
+
+
+def _cluster(name: str, server: str = "https://127.0.0.1:6443") -> Cluster:
+    return Cluster(name=name, server=server, token_env="KQ_TEST_TOKEN", source="yaml")
+
+
+def _rows(dsn: str) -> dict[str, tuple[str, object, bool]]:
+    """name -> (xmin, updated_at, removed): xmin changes whenever the row is rewritten."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT name, xmin::text, updated_at, retired_at IS NOT NULL FROM kq_clusters"
+        ).fetchall()
+    return {name: (xmin, updated, removed) for name, xmin, updated, removed in rows}
+
+
+def test_upserting_unchanged_clusters_rewrites_no_row_and_a_change_rewrites_only_its_row(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        assert inventory.upsert_clusters(conn, [_cluster("a"), _cluster("b")]) == 2
+    before = _rows(pg_dsn)
+
+    with psycopg.connect(pg_dsn) as conn:
+        assert inventory.upsert_clusters(conn, [_cluster("a"), _cluster("b")]) == 0
+        assert inventory.sync_clusters(conn, [_cluster("a"), _cluster("b")]) == inventory.FileSync([], [])
+    assert _rows(pg_dsn) == before
+
+    with psycopg.connect(pg_dsn) as conn:
+        assert inventory.upsert_clusters(conn, [_cluster("a"), _cluster("b", "https://10.0.0.9:6443")]) == 1
+    after = _rows(pg_dsn)
+    assert after["a"] == before["a"]
+    assert after["b"][0] != before["b"][0] and after["b"][1] > before["b"][1]
+
+
+def test_a_file_sync_never_brings_back_a_removed_cluster_an_explicit_add_does(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        inventory.upsert_clusters(conn, [_cluster("a"), _cluster("b")])
+        assert inventory.retire_cluster(conn, "b")
+
+        synced = inventory.sync_clusters(
+            conn, [_cluster("a"), _cluster("b", "https://10.0.0.9:6443"), _cluster("c")]
+        )
+
+        assert synced == inventory.FileSync(written=["c"], removed=["b"])
+        assert [c.name for c in inventory.active_clusters(conn)] == ["a", "c"]
+        assert inventory.get_cluster(conn, "b") is None
+        assert inventory.removed_clusters(conn, ["a", "b", "c", "zz"]) == ["b"]
+
+        assert inventory.upsert_clusters(conn, [_cluster("b")]) == 1  # `kq clusters add`
+
+        assert [c.name for c in inventory.active_clusters(conn)] == ["a", "b", "c"]
+        assert inventory.removed_clusters(conn, ["b"]) == []
+
+
+@pytest.fixture
+def kq_env(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The CLI against the test database, with KQ_INVENTORY_FILE listing prod-eu and prod-us."""
+    monkeypatch.setenv("KQ_DATABASE_URL", pg_dsn)
+    monkeypatch.setenv("KQ_HOME", str(tmp_path / "kq"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    inventory_file = tmp_path / "clusters.yaml"
+    inventory_file.write_text(
+        "clusters:\n"
+        "  - {name: prod-eu, server: 'https://10.0.0.1:6443', token_env: PROD_EU_TOKEN}\n"
+        "  - {name: prod-us, server: 'https://10.0.0.2:6443', token_env: PROD_US_TOKEN}\n"
+    )
+    monkeypatch.setenv("KQ_INVENTORY_FILE", str(inventory_file))
+    return inventory_file
+
+
+def test_kq_clusters_remove_and_list_say_why_the_inventory_file_no_longer_adds_a_removed_cluster(
+    kq_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["clusters", "add", "--file", str(kq_env)]) == 0
+    assert main(["clusters", "add", "solo", "--server", "https://10.0.0.3:6443", "--token-env", "T"]) == 0
+    capsys.readouterr()
+
+    assert main(["clusters", "remove", "prod-us", "solo"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "removed prod-us (its rows stay until deleted; see README); it is still listed in "
+        f"{kq_env}, which will no longer re-add it; `kq clusters add` re-adds it",
+        "removed solo (its rows stay until deleted; see README)",
+    ]
+
+    assert main(["clusters", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["prod-eu"]
+    assert lines[-1] == (
+        f"1 cluster(s) in {kq_env} ignored because removed with `kq clusters remove`: prod-us "
+        "(`kq clusters add` re-adds)"
+    )
+
+    assert main(["clusters", "add", "--file", str(kq_env)]) == 0
+    assert (
+        "prod-us  https://10.0.0.2:6443  (yaml; it had been removed, active again)" in capsys.readouterr().out
+    )
+    assert main(["clusters", "list"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["prod-eu", "prod-us"]

@@ -2,8 +2,8 @@
 
 One `dagster dev` serves the whole scenario (it takes several seconds to start): the sensor finds a
 cluster, a second cluster added while it runs gets a partition and a first load without a human,
-the catalog shows the group assets and the 51 tables, checks are evaluated per cluster, and
-re-materializing one partition refreshes only that cluster.
+the catalog shows the group assets and the 51 tables (with their fleet-wide row counts), checks are
+evaluated per cluster, and re-materializing one partition refreshes only that cluster.
 """
 
 from __future__ import annotations
@@ -34,6 +34,15 @@ MATERIALIZATIONS = """
 query ($path: [String!]!) {
   assetOrError(assetKey: {path: $path}) {
     ... on Asset { assetMaterializations(limit: 100) { partition runId } }
+  }
+}
+"""
+LATEST_MATERIALIZATION = """
+query ($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset {
+      assetMaterializations(limit: 1) { runId metadataEntries { label ... on IntMetadataEntry { intValue } } }
+    }
   }
 }
 """
@@ -163,3 +172,14 @@ def test_sensor_catalog_checks_and_one_cluster_rematerialized(
             "SELECT DISTINCT cluster_name FROM kq_loads WHERE run_id = %s", (run_id,)
         ).fetchall()
     assert clusters == [("ui-1",)]
+
+    # The 51 table entries are not "Never materialized": each run stamps them with the fleet-wide count.
+    for table in ("kubernetes_pods", "kubernetes_namespaces", "kubernetes_info"):
+        (latest,) = dagster.graphql(LATEST_MATERIALIZATION, {"path": [table]})["assetOrError"][
+            "assetMaterializations"
+        ]
+        assert latest["runId"] == run_id
+        metadata = {e["label"]: e.get("intValue") for e in latest["metadataEntries"]}
+        with psycopg.connect(pg_dsn) as conn:
+            rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        assert metadata["dagster/row_count"] == rows > 0, table

@@ -24,7 +24,7 @@ from kq_pipeline.definitions import defs
 from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME
 from kq_pipeline.defs.retention import prune_runs
 from kq_pipeline.defs.schedules import refresh_job
-from kq_pipeline.registry import ASSET_GROUPS
+from kq_pipeline.registry import ASSET_GROUPS, TABLES
 from kq_pipeline.simulator import serve_fleet
 from kq_pipeline.simulator.objects import ClusterSpec
 
@@ -96,7 +96,8 @@ def test_the_production_instance_stores_runs_events_and_partitions_in_postgresql
 
             events = "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = %s"
             assert _one(production_home, "SELECT status FROM runs WHERE run_id = %s", (run_id,)) == "SUCCESS"
-            assert _one(production_home, events, (run_id, "ASSET_MATERIALIZATION")) == len(ASSET_GROUPS)
+            materializations = len(ASSET_GROUPS) + len(TABLES)  # each group's partition, each table entry
+            assert _one(production_home, events, (run_id, "ASSET_MATERIALIZATION")) == materializations
             assert _one(production_home, events, (run_id, "ASSET_CHECK_EVALUATION")) == len(ASSET_GROUPS)
             partitions = "SELECT partition FROM dynamic_partitions WHERE partitions_def_name = 'clusters'"
             assert _one(production_home, partitions) == "prod-0"

@@ -8,8 +8,10 @@ daemon does when it launches them.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -26,6 +28,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from psycopg import sql
 
 from kq_pipeline import inventory
+from kq_pipeline.db.snapshot import record_failed_load
 from kq_pipeline.definitions import defs
 from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME, sync_partitions
 from kq_pipeline.defs.resources import FleetDatabase
@@ -35,11 +38,13 @@ from kq_pipeline.registry import TABLES
 
 
 class SensorDriver:
-    """Ticks the sensor like the daemon: cursor carried over, partition requests applied."""
+    """Ticks the sensor like the daemon: cursor carried over, partition requests applied, and the tick's
+    log lines (what the UI shows for a tick) kept in `logs`."""
 
     def __init__(self, instance: DagsterInstance) -> None:
         self.instance = instance
         self.cursor: str | None = None
+        self.logs: list[str] = []
 
     def tick(self) -> SensorExecutionData:
         ctx = build_sensor_context(
@@ -49,6 +54,8 @@ class SensorDriver:
             resources={"fleet_db": FleetDatabase()},
             cursor=self.cursor,
         )
+        self.logs = []
+        ctx.log.addHandler(_Collect(self.logs))
         result = inventory_sensor.evaluate_tick(ctx)
         for request in result.dynamic_partitions_requests or []:
             if type(request).__name__.startswith("Add"):
@@ -72,6 +79,15 @@ class SensorDriver:
             end = order.index(r.tags[ASSET_PARTITION_RANGE_END_TAG])
             covered += order[start : end + 1]
         return covered
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__()
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())
 
 
 @pytest.fixture
@@ -185,6 +201,24 @@ def test_a_cluster_whose_partition_the_cli_already_made_still_gets_its_first_loa
     assert not result.dynamic_partitions_requests
 
 
+def test_a_cluster_already_loaded_since_it_was_added_gets_no_second_first_load(
+    fleet_env: str, driver: SensorDriver
+) -> None:
+    """`kq demo` adds and loads its clusters before the UI's sensor first ticks: loading them again
+    would only double the demo's start-up work."""
+    _add(fleet_env, "a", "b")
+    with psycopg.connect(fleet_env) as conn:  # `kq load` recorded an attempt for "a"
+        record_failed_load(
+            conn, "kubernetes_pods", "a", error="x", run_id="cli", started_at=datetime.now(UTC)
+        )
+
+    result = driver.tick()
+
+    assert driver.requested_clusters(result.run_requests) == ["b"]
+    assert sorted(driver.partitions()) == ["a", "b"]
+    assert any("already loaded: ['a']" in line for line in driver.logs)
+
+
 def test_removed_cluster_keeps_its_rows_by_default_and_is_flagged_retired(
     fleet_env: str, driver: SensorDriver
 ) -> None:
@@ -285,6 +319,87 @@ def test_clusters_in_the_inventory_file_are_added_on_each_tick(
             ("prod-eu", "yaml"),
             ("prod-us", "yaml"),
         ]
+
+
+def _inventory_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str = "https://10.0.0.2:6443"
+) -> Path:
+    inventory_file = tmp_path / "clusters.yaml"
+    inventory_file.write_text(
+        "clusters:\n"
+        "  - {name: prod-eu, server: 'https://10.0.0.1:6443', token_env: PROD_EU_TOKEN}\n"
+        f"  - {{name: prod-us, server: '{server}', token_env: PROD_US_TOKEN}}\n"
+    )
+    monkeypatch.setenv("KQ_INVENTORY_FILE", str(inventory_file))
+    return inventory_file
+
+
+def _row_versions(dsn: str) -> list[tuple[str, str, object, object]]:
+    """(name, xmin, updated_at, retired_at) per inventory row: xmin changes whenever a row is rewritten."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT name, xmin::text, updated_at, retired_at FROM kq_clusters ORDER BY name"
+        ).fetchall()
+
+
+def test_a_cluster_removed_with_the_cli_stays_removed_though_the_inventory_file_lists_it(
+    fleet_env: str, driver: SensorDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inventory_file = _inventory_file(tmp_path, monkeypatch)
+    driver.tick()
+    _remove(fleet_env, driver.instance, "prod-us")
+    why = (
+        f"1 cluster(s) in {inventory_file} ignored because removed with `kq clusters remove`: prod-us "
+        "(`kq clusters add` re-adds)"
+    )
+
+    result = driver.tick()  # retires prod-us's rows per the policy, and says why the file is ignored
+
+    assert driver.partitions() == ["prod-eu"]
+    assert not result.run_requests
+    assert _retired_at(fleet_env, "prod-us") is not None
+    assert any(why in line for line in driver.logs)
+    assert driver.tick().skip_message == f"inventory unchanged: 1 cluster(s); {why}"
+    assert _retired_at(fleet_env, "prod-us") is not None
+
+    _add(fleet_env, "prod-us")  # `kq clusters add`: an explicit add brings it back
+    result = driver.tick()
+
+    assert driver.partitions() == ["prod-eu", "prod-us"]
+    assert driver.requested_clusters(result.run_requests) == ["prod-us"]
+    assert driver.tick().skip_message == "inventory unchanged: 2 cluster(s)"
+
+
+def test_a_tick_with_an_unchanged_inventory_file_rewrites_no_row(
+    fleet_env: str, driver: SensorDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _inventory_file(tmp_path, monkeypatch)
+    driver.tick()
+    before = _row_versions(fleet_env)
+
+    driver.tick()
+    driver.tick()
+
+    assert _row_versions(fleet_env) == before
+
+
+def test_a_changed_entry_in_the_inventory_file_is_written_once(
+    fleet_env: str, driver: SensorDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _inventory_file(tmp_path, monkeypatch)
+    driver.tick()
+    eu_before, us_before = _row_versions(fleet_env)
+    _inventory_file(tmp_path, monkeypatch, server="https://10.0.0.3:6443")
+
+    driver.tick()
+    eu_after, us_after = _row_versions(fleet_env)
+    driver.tick()
+
+    assert eu_after == eu_before
+    assert us_after[1] != us_before[1] and us_after[2] > us_before[2]
+    assert _row_versions(fleet_env) == [eu_after, us_after]
+    with psycopg.connect(fleet_env) as conn:
+        assert inventory.get_cluster(conn, "prod-us").server == "https://10.0.0.3:6443"
 
 
 @pytest.mark.parametrize("clusters", [1, 25, 26, 60])
