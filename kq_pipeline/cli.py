@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-import time
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from kq_pipeline.db.connection import connect
 from kq_pipeline.settings import dagster_home, kq_home
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance, ExecuteInProcessResult, JobDefinition
+
+    from kq_pipeline.load_output import LoadConsole
 
 USER_ERROR = 2
 
@@ -59,6 +66,35 @@ def cmd_db_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_status(args: argparse.Namespace) -> int:
+    """Which database kq uses and, for the embedded one, its state; starts nothing."""
+    from kq_pipeline.db.connection import configured_url, embedded_enabled, masked_dsn, resolve_dsn
+    from kq_pipeline.db.embedded import embedded_status
+
+    url = configured_url()
+    if url is not None:
+        print(f"external database (KQ_DATABASE_URL): {masked_dsn(url)}")
+        return 0
+    if not embedded_enabled():
+        resolve_dsn()  # raises the one-line "not set and disabled" error
+    st = embedded_status()
+    state = "running" if st.running else ("stopped" if st.initialized else "not initialised")
+    print(f"embedded PostgreSQL: {state}")
+    rows = {
+        "pid": st.pid,
+        "port": st.port,
+        "data dir": st.data_dir,
+        "log file": st.log_file,
+        "server user": st.server_user,
+        "url": masked_dsn(st.dsn) if st.dsn else None,
+    }
+    for key, value in rows.items():
+        print(f"  {key + ':':<13}{'-' if value is None else value}")
+    if not st.running:
+        print("  (the next kq command or Dagster run starts it)")
+    return 0
+
+
 def cmd_clusters_add(args: argparse.Namespace) -> int:
     from kq_pipeline import inventory
 
@@ -89,10 +125,13 @@ def cmd_clusters_add(args: argparse.Namespace) -> int:
         clusters = [inventory.Cluster(**{**c.__dict__, "extractor": args.extractor}) for c in clusters]
     _, conn = _connect_with_schema()
     with conn:
-        inventory.upsert_clusters(conn, clusters)
+        revived = set(inventory.removed_clusters(conn, [c.name for c in clusters]))
+        inventory.upsert_clusters(conn, clusters)  # an explicit add makes a removed cluster active again
         _sync_partitions([c.name for c in inventory.active_clusters(conn)])
     for c in clusters:
-        print(f"added {c.name}  {c.server}  ({c.source}{', context ' + c.context if c.context else ''})")
+        context = f", context {c.context}" if c.context else ""
+        again = "; it had been removed, active again" if c.name in revived else ""
+        print(f"added {c.name}  {c.server}  ({c.source}{context}{again})")
     return 0
 
 
@@ -123,12 +162,13 @@ def cmd_clusters_list(args: argparse.Namespace) -> int:
     from kq_pipeline import inventory
 
     _, conn = _connect_with_schema()
+    listed = inventory.inventory_file_names()
     with conn:
         clusters = inventory.active_clusters(conn)
+        ignored = inventory.removed_clusters(conn, listed[1]) if listed else []
     if not clusters:
-        print("no clusters yet: kq clusters add --kubeconfig PATH")
-        return 0
-    width = max(len(c.name) for c in clusters)
+        print("no active clusters" if ignored else "no clusters yet: kq clusters add --kubeconfig PATH")
+    width = max((len(c.name) for c in clusters), default=0)
     for c in clusters:
         auth = (
             f"context {c.context}"
@@ -136,6 +176,8 @@ def cmd_clusters_list(args: argparse.Namespace) -> int:
             else (f"token env {c.token_env}" if c.token_env else "token file")
         )
         print(f"{c.name:<{width}}  {c.server:<32}  {c.extractor:<9}  {auth}")
+    if listed and ignored:
+        print(inventory.removed_but_listed(listed[0], ignored))
     return 0
 
 
@@ -146,9 +188,15 @@ def cmd_clusters_remove(args: argparse.Namespace) -> int:
     with conn:
         missing = [n for n in args.names if not inventory.retire_cluster(conn, n)]
         _sync_partitions([c.name for c in inventory.active_clusters(conn)])
+    listed = inventory.inventory_file_names()
     for n in args.names:
         if n not in missing:
-            print(f"removed {n} (its rows stay until deleted; see README)")
+            line = f"removed {n} (its rows stay until deleted; see README)"
+            if listed and n in listed[1]:
+                # The sensor syncs that file on every tick, but never re-adds a removed cluster.
+                line += f"; it is still listed in {listed[0]}, which will no longer re-add it; "
+                line += "`kq clusters add` re-adds it"
+            print(line)
     if missing:
         raise UserError(f"no such cluster: {', '.join(missing)}")
     return 0
@@ -174,13 +222,12 @@ def _instance():
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
     from kq_pipeline import inventory
     from kq_pipeline.definitions import defs
     from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME
     from kq_pipeline.defs.schedules import contiguous_ranges, refresh_job
-    from kq_pipeline.report import print_run_report
+    from kq_pipeline.load_output import LoadConsole, python_logs, unexplained_warnings
+    from kq_pipeline.report import one_line, truncate
 
     if args.concurrency < 1:
         raise UserError("--concurrency must be at least 1")
@@ -193,38 +240,148 @@ def cmd_load(args: argparse.Namespace) -> int:
     unknown = [n for n in wanted if n not in active]
     if unknown:
         raise UserError(f"not in the inventory: {', '.join(unknown)} (see `kq clusters list`)")
-    instance = _instance()
+    instance = _load_run_instance()
     _sync_partitions(active)
     order = instance.get_dynamic_partitions(CLUSTERS_PARTITIONS_NAME)
     job = defs.resolve_job_def(refresh_job.name)
     run_config = {
         "resources": {"polling": {"config": {"cluster_concurrency": args.concurrency}}},
-        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        # Dagster's own lines (step events, a failed step's stack trace) only when asked: kq prints
+        # every cluster's outcome itself, from kq_loads and the run's failure metadata.
+        "loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "CRITICAL"}}},
     }
-    t0 = time.perf_counter()
-    failed: list[str] = []
-    loaded = 0
-    for start, end in contiguous_ranges(wanted, order, max_len=len(order)):
+    # --verbose interleaves Dagster's lines on stderr, which a progress line would garble
+    console = LoadConsole(wanted, tables=args.tables, live=False if args.verbose else None)
+    with python_logs(args.verbose) as kept:
+        try:
+            for start, end in contiguous_ranges(wanted, order, max_len=len(order)):
+                batch = order[order.index(start) : order.index(end) + 1]
+                _load_batch(job, instance, run_config, dsn, (start, end), batch, console)
+        except KeyboardInterrupt:
+            console.abandon()
+            raise
+    console.finish()
+    hidden = unexplained_warnings(kept, console.failed)
+    if hidden:
+        first = one_line(hidden[0])
+        note = f"kq: warning: {first}"
+        if len(hidden) > 1:  # the count first: truncation only cuts the message
+            note = f"kq: {len(hidden)} warnings (`kq load --verbose` shows them), the first: {first}"
+        print(truncate(note, console.columns - 1), file=sys.stderr)
+    return 1 if console.failed else 0
+
+
+def _load_run_instance() -> DagsterInstance:
+    """The Dagster instance for `kq load`'s in-process runs, without compute-log capture.
+
+    Capture would send this process's stdout and stderr through `tail -F` (a second's lag on every
+    line, the progress line included) and start helper processes that Ctrl-C turns into tracebacks;
+    kq prints each cluster's outcome itself, and the run's events are recorded as usual."""
+    from dagster import DagsterInstance
+    from dagster._serdes import ConfigurableClassData
+
+    base = _instance()
+    ref = base.get_ref()
+    base.dispose()
+    no_capture = ConfigurableClassData(
+        "dagster._core.storage.noop_compute_log_manager", "NoOpComputeLogManager", "{}\n"
+    )
+    return DagsterInstance.from_ref(ref._replace(compute_logs_data=no_capture))
+
+
+def _load_batch(
+    job: JobDefinition,
+    instance: DagsterInstance,
+    run_config: dict[str, Any],
+    dsn: str,
+    bounds: tuple[str, str],
+    batch: Sequence[str],
+    console: LoadConsole,
+) -> None:
+    """Run one range of clusters; print each cluster's line as kq_loads shows it done, then a line
+    for any cluster that recorded nothing there (its reason from the run's failure)."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+    from dagster._core.utils import make_new_run_id
+
+    from kq_pipeline.load_output import RunWatcher
+    from kq_pipeline.registry import TABLES
+    from kq_pipeline.report import ClusterResult, cluster_result, strip_context
+
+    run_id = make_new_run_id()
+    watcher = RunWatcher(dsn, run_id, len(TABLES), console.cluster_done, console.tick)
+    with watcher, _signal_handlers_kept():
         result = job.execute_in_process(
             instance=instance,
             run_config=run_config,
+            run_id=run_id,
             tags={
-                ASSET_PARTITION_RANGE_START_TAG: start,
-                ASSET_PARTITION_RANGE_END_TAG: end,
+                ASSET_PARTITION_RANGE_START_TAG: bounds[0],
+                ASSET_PARTITION_RANGE_END_TAG: bounds[1],
                 "kq/reason": "kq load",
             },
             raise_on_error=False,
         )
-        with connect(dsn) as conn:
-            ok, bad = print_run_report(conn, result.run_id)
-        loaded += ok
-        failed += bad
-    print("-" * 78)
-    summary = f"{loaded} cluster(s) loaded, {len(failed)} failed"
-    if failed:
-        summary += f": {', '.join(failed)}"
-    print(f"{summary} in {time.perf_counter() - t0:.1f}s")
-    return 1 if failed else 0
+    failed, error, interrupted = _run_failure(result)
+    if interrupted:
+        raise KeyboardInterrupt
+    for name in batch:
+        if name in console.reported:
+            continue
+        loads = watcher.partial(name)
+        partial = cluster_result(name, loads) if loads else None
+        if name not in failed and (failed or result.success):  # the op finished and named only failures
+            console.cluster_done(partial or ClusterResult(name, ok=True, reason="no kq_loads record read"))
+            continue
+        reason = failed.get(name) or (partial.reason if partial else None) or error
+        console.cluster_done(
+            ClusterResult(
+                name,
+                ok=False,
+                rows=partial.rows if partial else 0,
+                duration_s=partial.duration_s if partial else 0.0,
+                reason=strip_context(reason or "no outcome recorded (see the run in the Dagster UI)", name),
+            )
+        )
+
+
+def _run_failure(result: ExecuteInProcessResult) -> tuple[dict[str, str], str | None, bool]:
+    """From an in-process run's events: the op's `failed_clusters` metadata, the first error's
+    message (one line), and whether the run was interrupted (Ctrl-C or SIGTERM during the step)."""
+    from dagster import DagsterEventType, DagsterRunStatus
+
+    failed: dict[str, str] = {}
+    error: str | None = None
+    interrupted = result.dagster_run.status in (DagsterRunStatus.CANCELED, DagsterRunStatus.CANCELING)
+    for event in result.all_events:
+        if event.event_type not in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
+            continue
+        data = event.event_specific_data
+        info = getattr(data, "error", None)
+        user = getattr(data, "user_failure_data", None)
+        if user is not None and "failed_clusters" in user.metadata:
+            failed.update({str(k): str(v) for k, v in user.metadata["failed_clusters"].value.items()})
+        elif info is not None and error is None:
+            error = info.message.strip().splitlines()[0] if info.message.strip() else info.cls_name
+        while info is not None:
+            interrupted |= info.cls_name == "DagsterExecutionInterruptedError"
+            info = info.cause or info.context
+    return failed, error, interrupted
+
+
+@contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """Put SIGINT and SIGTERM back as they were after an in-process run: Dagster leaves SIGTERM set
+    to the SIGINT handler, which in a process started in the background is "ignore"."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -250,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the fleet database").add_subparsers(dest="db_command", required=True)
     db.add_parser("init", help="create or upgrade the schema").set_defaults(func=cmd_db_init)
     db.add_parser("url", help="print the database URL (password masked)").set_defaults(func=cmd_db_url)
+    status_help = "which database is used; the embedded server's state, port and log"
+    db.add_parser("status", help=status_help).set_defaults(func=cmd_db_status)
     db.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_db_stop)
 
     cl = sub.add_parser("clusters", help="the cluster inventory").add_subparsers(
@@ -285,6 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     load = sub.add_parser("load", help="refresh clusters now (all active ones unless --cluster is given)")
     load.add_argument("--cluster", action="append", help="cluster to load (repeatable)")
     load.add_argument("--concurrency", type=int, default=4, help="clusters polled at once (default 4)")
+    load.add_argument("--tables", action="store_true", help="also print every table's rows and duration")
+    load.add_argument(
+        "-v", "--verbose", action="store_true", help="also print Dagster's run log and kq's own warnings"
+    )
     load.set_defaults(func=cmd_load)
 
     sim = sub.add_parser("simulate", help="serve simulated clusters until stopped")

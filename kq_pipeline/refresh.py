@@ -227,9 +227,8 @@ def refresh_clusters(
 ) -> list[ClusterOutcome]:
     """Refresh several clusters concurrently; `on_done(outcome, done, total)` reports progress."""
     outcomes: list[ClusterOutcome] = []
-    with ThreadPoolExecutor(
-        max_workers=max(1, settings.concurrency), thread_name_prefix="kq-cluster"
-    ) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix="kq-cluster")
+    try:
         futures = {
             pool.submit(refresh_cluster, dsn, n, tables, run_id=run_id, settings=settings): n for n in names
         }
@@ -238,6 +237,12 @@ def refresh_clusters(
             outcomes.append(outcome)
             if on_done:
                 on_done(outcome, len(outcomes), len(names))
+    except BaseException:
+        # Ctrl-C or a failing callback: clusters not yet started are dropped (their previous
+        # snapshots stay), the ones in flight finish their transaction or roll it back.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     order = {n: i for i, n in enumerate(names)}
     outcomes.sort(key=lambda o: order[o.cluster])
     return outcomes
