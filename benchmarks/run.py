@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fleet_dagster, fleet_queries, large_cluster, load_path
+from benchmarks import cluster_cost, fleet_dagster, fleet_queries, large_cluster, load_path
 from benchmarks.database import bench_server, scratch_database
 from benchmarks.machine import load_average, machine_info
 from benchmarks.sizes import FULL, QUICK, Sizes
@@ -31,6 +31,7 @@ CASES: dict[str, tuple[str, Case]] = {
     "2": ("kqbench_load", load_path.run),
     "3": ("kqbench_fleet", fleet_dagster.run),
     "4": ("kqbench_queries", fleet_queries.run),
+    "6": ("kqbench_cost", cluster_cost.run),
 }
 
 

@@ -237,6 +237,7 @@ def stop_session(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+            _wait_gone(lambda: session_members(sid), 2.0)  # SIGKILL is delivered asynchronously
         finally:
             signal.signal(signal.SIGINT, previous)
 

@@ -22,6 +22,7 @@ from kq_pipeline.db.connection import connect
 from kq_pipeline.db.snapshot import record_failed_load, replace_snapshot
 from kq_pipeline.extract import kubequery as kubequery_extractor
 from kq_pipeline.extract import native as native_extractor
+from kq_pipeline.extract.result import TableExtract
 from kq_pipeline.frames import TypedFrame, to_frame
 
 log = logging.getLogger(__name__)
@@ -164,41 +165,58 @@ def _refresh_locked(
     outcome.server_version = (extract.server_version or {}).get("gitVersion")
     if extract.cluster_uid:
         inventory.set_cluster_uid(conn, cluster.name, extract.cluster_uid)
-    for table in tables:
-        te = extract.tables[table]
-        t0 = time.perf_counter()
-        if te.rows is None:
-            error = te.error or f"cluster {cluster.name}: table {table}: extraction failed"
-            record_failed_load(conn, table, cluster.name, error=error, run_id=run_id, started_at=started)
-            outcome.tables[table] = TableOutcome(table, None, None, 0, te.duration_s, error=error)
-            continue
-        try:
-            typed = to_frame(table, te.rows, cluster_name=cluster.name)
-            note = data_note(te.note, typed)
-            result = replace_snapshot(
-                conn,
-                table,
-                cluster.name,
-                typed,
-                run_id=run_id,
-                started_at=started,
-                rows_extracted=len(te.rows),
-                extract_s=te.duration_s + (time.perf_counter() - t0),
-                note=note,
-            )
-        except Exception as exc:
-            error = f"cluster {cluster.name}: table {table}: load failed: {exc}"
-            record_failed_load(conn, table, cluster.name, error=error, run_id=run_id, started_at=started)
-            outcome.tables[table] = TableOutcome(table, len(te.rows), None, 0, te.duration_s, error=error)
-            continue
-        outcome.tables[table] = TableOutcome(
+    # One transaction for all of the cluster's tables, a savepoint per table: the tables commit
+    # together (one point in time, one WAL flush instead of 51) while a table that fails still
+    # keeps its previous rows. Outcomes count only once the commit succeeded.
+    loaded: dict[str, TableOutcome] = {}
+    with conn.transaction():
+        for table in tables:
+            loaded[table] = _load_table(conn, cluster.name, table, extract.tables[table], run_id, started)
+    outcome.tables.update(loaded)
+
+
+def _load_table(
+    conn: psycopg.Connection,
+    cluster: str,
+    table: str,
+    te: TableExtract,
+    run_id: str | None,
+    started: datetime,
+) -> TableOutcome:
+    """Frame and load one extracted table, or record why not; never raises for a table's failure."""
+    t0 = time.perf_counter()
+    if te.rows is None:
+        error = te.error or f"cluster {cluster}: table {table}: extraction failed"
+        record_failed_load(conn, table, cluster, error=error, run_id=run_id, started_at=started)
+        return TableOutcome(table, None, None, 0, te.duration_s, error=error)
+    try:
+        typed = to_frame(table, te.rows, cluster_name=cluster)
+        note = data_note(te.note, typed)
+        result = replace_snapshot(
+            conn,
             table,
-            len(te.rows),
-            result.rows_loaded,
-            result.rows_rejected,
-            te.duration_s + (time.perf_counter() - t0),
+            cluster,
+            typed,
+            run_id=run_id,
+            started_at=started,
+            rows_extracted=len(te.rows),
+            extract_s=te.duration_s + (time.perf_counter() - t0),
             note=note,
         )
+    except Exception as exc:
+        if conn.closed or conn.broken:
+            raise  # the cluster's transaction is gone: every table fails, recorded by the caller
+        error = f"cluster {cluster}: table {table}: load failed: {exc}"
+        record_failed_load(conn, table, cluster, error=error, run_id=run_id, started_at=started)
+        return TableOutcome(table, len(te.rows), None, 0, te.duration_s, error=error)
+    return TableOutcome(
+        table,
+        len(te.rows),
+        result.rows_loaded,
+        result.rows_rejected,
+        te.duration_s + (time.perf_counter() - t0),
+        note=note,
+    )
 
 
 MAX_REASONS = 5

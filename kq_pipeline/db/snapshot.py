@@ -1,15 +1,19 @@
 """Where a cluster's snapshot is replaced: whole or not at all.
 
-One transaction per (cluster, table): COPY the typed frame into a temporary staging table, take
-the cluster's advisory lock, delete the cluster's rows, insert the staged rows, and record the
-load in `kq_loads`. Any failure rolls everything back, so the previous snapshot stays exactly as
-it was; the caller then records the failure with `record_failed_load` (its own transaction).
+One transaction per (cluster, table), or a savepoint when the caller already holds a transaction (a
+refresh loads all of a cluster's tables in one, so they share one point in time): take the
+cluster's advisory lock, delete the cluster's rows, COPY the typed frame straight into the table,
+and record the load in `kq_loads`. Readers keep seeing the previous snapshot until the commit; any
+failure rolls the table back to exactly that snapshot, and the caller records the failure with
+`record_failed_load`. No staging table: the lock already keeps other loads of the cluster out, so
+copying into the target directly is just as atomic and writes every row once instead of twice.
 Values travel only as COPY data or query parameters; identifiers only from the registry.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +26,6 @@ from kq_pipeline.db.schema import storage_column_names
 from kq_pipeline.frames import TypedFrame
 from kq_pipeline.registry import table as registry_table
 
-STAGING = sql.Identifier("kq_staging")
 MAX_ERROR_CHARS = 8000
 # The same key as kq_pipeline.refresh.cluster_lock's session lock: advisory locks are re-entrant
 # within a session, so a refresh holding it can replace, and any other session waits.
@@ -64,18 +67,15 @@ def replace_snapshot(
     _check_frame(frame, columns, cluster_name)
     target = sql.Identifier(table)
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(STAGING, target))
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            STAGING, sql.SQL(", ").join(map(sql.Identifier, columns))
-        )
-        with cur.copy(copy_sql) as copy:
-            for row in _rows(frame, columns):
-                copy.write_row(row)
         cur.execute(CLUSTER_LOCK_SQL, (cluster_name,))
         cur.execute(sql.SQL("DELETE FROM {} WHERE cluster_name = %s").format(target), (cluster_name,))
-        cur.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(target, STAGING))
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            target, sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with cur.copy(copy_sql) as copy:
+            for row in _rows(frame, columns, trusted=isinstance(typed, TypedFrame)):
+                copy.write_row(row)
         loaded = cur.rowcount
-        cur.execute(sql.SQL("DROP TABLE {}").format(STAGING))
         cur.execute(
             INSERT_LOAD_SQL,
             _load_row(
@@ -149,7 +149,17 @@ def _check_frame(frame: pd.DataFrame, columns: tuple[str, ...], cluster_name: st
         raise ValueError(f"frame holds rows of a cluster other than {cluster_name!r}")
 
 
-def _rows(frame: pd.DataFrame, columns: tuple[str, ...]):
-    """Rows as tuples of Python values with None for missing (what COPY's write_row wants)."""
-    cols = [frame[c].to_numpy(dtype=object, na_value=None) for c in columns]
+def _rows(frame: pd.DataFrame, columns: tuple[str, ...], *, trusted: bool = False) -> Iterator[tuple]:
+    """Rows as tuples of Python values with None for missing (what COPY's write_row wants).
+
+    A TypedFrame's text columns already hold str or None, so they are passed as they are and only
+    its integer columns are converted: per column, pandas' general NA conversion cost ~0.2 ms, which
+    made it the largest fixed cost of the many tiny tables. Any other frame takes the general path."""
+    cols = []
+    for c in columns:
+        series = frame[c]
+        if trusted and series.dtype == object:
+            cols.append(series.to_numpy())
+        else:
+            cols.append(series.array.to_numpy(dtype=object, na_value=None))
     return zip(*cols, strict=True)
