@@ -9,9 +9,11 @@ one materialization per run (not per cluster) with the table's fleet-wide row co
 shows when each table was last loaded and how big it is.
 """
 
+import queue
+import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import psycopg
 from dagster import (
@@ -193,6 +195,76 @@ def table_materializations(
         )
 
 
+def _refresh_streamed(
+    dsn: str,
+    clusters: Sequence[str],
+    tables: Sequence[str],
+    run_id: str,
+    polling: PollingSettings,
+    progress: Callable[[ClusterOutcome, int, int], None],
+) -> Iterator[ClusterOutcome]:
+    """refresh_clusters in a worker thread, its outcomes handed over as each cluster finishes (the
+    op's generator must yield from its own thread)."""
+    done: queue.Queue[ClusterOutcome | BaseException | None] = queue.Queue()
+
+    def on_done(outcome: ClusterOutcome, n: int, total: int) -> None:
+        progress(outcome, n, total)
+        done.put(outcome)
+
+    def work() -> None:
+        try:
+            settings = polling.settings()
+            refresh_clusters(dsn, clusters, tables, run_id=run_id, settings=settings, on_done=on_done)
+        except BaseException as exc:  # handed to the op, which raises it
+            done.put(exc)
+        finally:
+            done.put(None)
+
+    threading.Thread(target=work, name="kq-refresh", daemon=True).start()
+    while (item := done.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _cluster_events(
+    conn: psycopg.Connection,
+    outcome: ClusterOutcome,
+    groups: Sequence[str],
+    tables: Sequence[str],
+    run_id: str,
+    check_outputs: dict[str, str],
+    failed: dict[str, str],
+) -> Iterator[AssetMaterialization | AssetCheckEvaluation | Output]:
+    """One cluster's materialization and check evaluation per selected group; failures go to `failed`."""
+    previous = previous_counts(conn, outcome.cluster, tables, run_id)
+    for group in groups:
+        group_tables = ASSET_GROUPS[group]
+        if outcome.error or any(not outcome.tables[t].ok for t in group_tables):
+            failed[outcome.cluster] = outcome.error or "; ".join(
+                outcome.tables[t].error or "" for t in group_tables if not outcome.tables[t].ok
+            )
+            continue
+        yield _materialization(group, outcome)
+        verdict = judge_row_counts(outcome, group_tables, previous, MAX_DROP_RATIO)
+        # Dagster counts a check as run only when its op output is emitted, as it does itself for an
+        # AssetCheckResult; per-cluster evaluations don't, so emit it once per run.
+        output_name = check_outputs.pop(group, None)
+        if output_name:
+            yield Output(None, output_name=output_name)
+        yield AssetCheckEvaluation(
+            asset_key=group_key(group),
+            check_name=ROW_COUNT_CHECK,
+            partition=outcome.cluster,
+            passed=verdict.passed,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "counts": MetadataValue.json(verdict.counts),
+                "broken_rules": MetadataValue.json(verdict.broken),
+            },
+        )
+
+
 @multi_asset(
     name="kubequery_snapshot",
     specs=group_specs,
@@ -221,40 +293,15 @@ def kubequery_snapshot(context: AssetExecutionContext, fleet_db: FleetDatabase, 
             f"[{done}/{total}] {outcome.cluster}: {rows} rows in {outcome.duration_s:.2f}s, {status}"
         )
 
-    outcomes = refresh_clusters(
-        dsn, clusters, tables, run_id=run_id, settings=polling.settings(), on_done=progress
-    )
-
     check_outputs = _check_output_names(context)
     failed: dict[str, str] = {}
+    outcomes: list[ClusterOutcome] = []
     with connect(dsn) as conn:
-        for outcome in outcomes:
-            previous = previous_counts(conn, outcome.cluster, tables, run_id)
-            for group in groups:
-                group_tables = ASSET_GROUPS[group]
-                if outcome.error or any(not outcome.tables[t].ok for t in group_tables):
-                    failed[outcome.cluster] = outcome.error or "; ".join(
-                        outcome.tables[t].error or "" for t in group_tables if not outcome.tables[t].ok
-                    )
-                    continue
-                yield _materialization(group, outcome)
-                verdict = judge_row_counts(outcome, group_tables, previous, MAX_DROP_RATIO)
-                # Dagster counts a check as run only when its op output is emitted, as it does itself
-                # for an AssetCheckResult; per-cluster evaluations don't, so emit it once per run.
-                output_name = check_outputs.pop(group, None)
-                if output_name:
-                    yield Output(None, output_name=output_name)
-                yield AssetCheckEvaluation(
-                    asset_key=group_key(group),
-                    check_name=ROW_COUNT_CHECK,
-                    partition=outcome.cluster,
-                    passed=verdict.passed,
-                    severity=AssetCheckSeverity.ERROR,
-                    metadata={
-                        "counts": MetadataValue.json(verdict.counts),
-                        "broken_rules": MetadataValue.json(verdict.broken),
-                    },
-                )
+        # Each cluster's events as soon as it is committed, not after the batch: if the run dies
+        # mid-batch, Dagster's record still matches what the database holds.
+        for outcome in _refresh_streamed(dsn, clusters, tables, run_id, polling, progress):
+            outcomes.append(outcome)
+            yield from _cluster_events(conn, outcome, groups, tables, run_id, check_outputs, failed)
         t_catalog = time.perf_counter()
         yield from table_materializations(conn, tables, outcomes)
         catalog_s = time.perf_counter() - t_catalog

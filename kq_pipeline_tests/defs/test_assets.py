@@ -6,6 +6,8 @@ The refresh job runs in-process against a simulated fleet and a real PostgreSQL,
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -203,3 +205,36 @@ def test_fleet_row_counts_follow_the_latest_successful_load_and_skip_deleted_row
             "kubernetes_pods": 0,
         }
     assert _count(pg_dsn, "kubernetes_nodes") == 5
+
+
+def test_each_cluster_is_recorded_in_dagster_as_soon_as_it_is_loaded_not_after_the_batch(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that dies mid-batch must not leave committed clusters unrecorded: with one cluster of the
+    batch hanging, the others' materializations are already in the instance while the run still runs."""
+    monkeypatch.setenv("KQ_DATABASE_URL", pg_dsn)
+    specs = [ClusterSpec(name=n, seed=40 + i, pods=6, namespaces=2) for i, n in enumerate(FLEET)]
+    with serve_fleet(specs) as served, instance_for_test() as instance:
+        kubeconfig = served.write_kubeconfig(tmp_path / "k.yaml")
+        with psycopg.connect(pg_dsn) as conn:
+            inventory.upsert_clusters(conn, inventory.clusters_from_kubeconfig(kubeconfig))
+        instance.add_dynamic_partitions(CLUSTERS_PARTITIONS_NAME, FLEET)
+        served.clusters["as-2"].faults.hang()
+        results: list[ExecuteInProcessResult] = []
+        run = threading.Thread(target=lambda: results.append(_refresh(instance, FLEET[0], FLEET[-1])))
+        run.start()
+        try:
+            deadline = time.monotonic() + 60
+            recorded: set[str | None] = set()
+            while recorded != {"as-0", "as-1"} and time.monotonic() < deadline:
+                time.sleep(0.2)
+                recorded = {
+                    r.partition_key
+                    for r in instance.fetch_materializations(group_key("core"), limit=100).records
+                }
+            assert recorded == {"as-0", "as-1"}
+            assert run.is_alive()  # as-2 still hangs: the batch has not ended
+        finally:
+            served.clusters["as-2"].faults.hang(False)
+            run.join(120)
+    assert results and results[0].success
