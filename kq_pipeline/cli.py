@@ -323,6 +323,9 @@ def _load_batch(
         )
     failed, error, interrupted = _run_failure(result)
     if interrupted:
+        from kq_pipeline.refresh import cancel_pending
+
+        cancel_pending()
         raise KeyboardInterrupt
     for name in batch:
         if name in console.reported:

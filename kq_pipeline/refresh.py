@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -234,6 +235,39 @@ def data_note(extract_note: str | None, typed: TypedFrame) -> str | None:
     return "; ".join(parts) or None
 
 
+_POOLS: weakref.WeakSet[ThreadPoolExecutor] = weakref.WeakSet()
+
+
+def cancel_pending() -> None:
+    """Drop the queued clusters of every refresh of this process and wait for those in flight.
+
+    For an interrupted run whose op generator Dagster left suspended (an interrupt that lands while
+    Dagster stores an event never reaches the op's frame, so its iterator is not closed at once)."""
+    for pool in list(_POOLS):
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def iter_refresh_clusters(
+    dsn: str, names: Sequence[str], tables: Sequence[str], *, run_id: str | None, settings: RefreshSettings
+) -> Iterator[ClusterOutcome]:
+    """Refresh several clusters concurrently, yielding each outcome as its cluster finishes (its
+    transaction committed), so a caller can record it at once. Closing the iterator early (Ctrl-C, a
+    failing consumer) drops the clusters not yet started; their previous snapshots stay, and the ones
+    in flight finish or roll back."""
+    pool = ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix="kq-cluster")
+    _POOLS.add(pool)
+    finished = False
+    try:
+        futures = [
+            pool.submit(refresh_cluster, dsn, n, tables, run_id=run_id, settings=settings) for n in names
+        ]
+        for fut in as_completed(futures):
+            yield fut.result()
+        finished = True
+    finally:
+        pool.shutdown(wait=finished, cancel_futures=not finished)
+
+
 def refresh_clusters(
     dsn: str,
     names: Sequence[str],
@@ -245,22 +279,10 @@ def refresh_clusters(
 ) -> list[ClusterOutcome]:
     """Refresh several clusters concurrently; `on_done(outcome, done, total)` reports progress."""
     outcomes: list[ClusterOutcome] = []
-    pool = ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix="kq-cluster")
-    try:
-        futures = {
-            pool.submit(refresh_cluster, dsn, n, tables, run_id=run_id, settings=settings): n for n in names
-        }
-        for fut in as_completed(futures):
-            outcome = fut.result()
-            outcomes.append(outcome)
-            if on_done:
-                on_done(outcome, len(outcomes), len(names))
-    except BaseException:
-        # Ctrl-C or a failing callback: clusters not yet started are dropped (their previous
-        # snapshots stay), the ones in flight finish their transaction or roll it back.
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    for outcome in iter_refresh_clusters(dsn, names, tables, run_id=run_id, settings=settings):
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome, len(outcomes), len(names))
     order = {n: i for i, n in enumerate(names)}
     outcomes.sort(key=lambda o: order[o.cluster])
     return outcomes

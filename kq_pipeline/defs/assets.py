@@ -9,11 +9,9 @@ one materialization per run (not per cluster) with the table's fleet-wide row co
 shows when each table was last loaded and how big it is.
 """
 
-import queue
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import psycopg
 from dagster import (
@@ -39,7 +37,7 @@ from kq_pipeline.db.connection import connect
 from kq_pipeline.defs.checks import ROW_COUNT_CHECK, judge_row_counts, previous_counts
 from kq_pipeline.defs.partitions import clusters_partitions
 from kq_pipeline.defs.resources import FleetDatabase, PollingSettings
-from kq_pipeline.refresh import ClusterOutcome, refresh_clusters
+from kq_pipeline.refresh import ClusterOutcome, iter_refresh_clusters
 from kq_pipeline.registry import ASSET_GROUPS, TABLES
 
 ASSET_PREFIX = "kubequery"
@@ -195,38 +193,6 @@ def table_materializations(
         )
 
 
-def _refresh_streamed(
-    dsn: str,
-    clusters: Sequence[str],
-    tables: Sequence[str],
-    run_id: str,
-    polling: PollingSettings,
-    progress: Callable[[ClusterOutcome, int, int], None],
-) -> Iterator[ClusterOutcome]:
-    """refresh_clusters in a worker thread, its outcomes handed over as each cluster finishes (the
-    op's generator must yield from its own thread)."""
-    done: queue.Queue[ClusterOutcome | BaseException | None] = queue.Queue()
-
-    def on_done(outcome: ClusterOutcome, n: int, total: int) -> None:
-        progress(outcome, n, total)
-        done.put(outcome)
-
-    def work() -> None:
-        try:
-            settings = polling.settings()
-            refresh_clusters(dsn, clusters, tables, run_id=run_id, settings=settings, on_done=on_done)
-        except BaseException as exc:  # handed to the op, which raises it
-            done.put(exc)
-        finally:
-            done.put(None)
-
-    threading.Thread(target=work, name="kq-refresh", daemon=True).start()
-    while (item := done.get()) is not None:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-
-
 def _cluster_events(
     conn: psycopg.Connection,
     outcome: ClusterOutcome,
@@ -299,8 +265,10 @@ def kubequery_snapshot(context: AssetExecutionContext, fleet_db: FleetDatabase, 
     with connect(dsn) as conn:
         # Each cluster's events as soon as it is committed, not after the batch: if the run dies
         # mid-batch, Dagster's record still matches what the database holds.
-        for outcome in _refresh_streamed(dsn, clusters, tables, run_id, polling, progress):
+        settings = polling.settings()
+        for outcome in iter_refresh_clusters(dsn, clusters, tables, run_id=run_id, settings=settings):
             outcomes.append(outcome)
+            progress(outcome, len(outcomes), len(clusters))
             yield from _cluster_events(conn, outcome, groups, tables, run_id, check_outputs, failed)
         t_catalog = time.perf_counter()
         yield from table_materializations(conn, tables, outcomes)
