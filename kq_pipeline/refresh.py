@@ -170,9 +170,11 @@ def _refresh_locked(
     # together (one point in time, one WAL flush instead of 51) while a table that fails still
     # keeps its previous rows. Outcomes count only once the commit succeeded.
     loaded: dict[str, TableOutcome] = {}
+    trusted = extractor is native_extractor  # JSON rendered by our own row builders
     with conn.transaction():
         for table in tables:
-            loaded[table] = _load_table(conn, cluster.name, table, extract.tables[table], run_id, started)
+            te = extract.tables[table]
+            loaded[table] = _load_table(conn, cluster.name, table, te, run_id, started, trusted=trusted)
     outcome.tables.update(loaded)
 
 
@@ -183,6 +185,8 @@ def _load_table(
     te: TableExtract,
     run_id: str | None,
     started: datetime,
+    *,
+    trusted: bool,
 ) -> TableOutcome:
     """Frame and load one extracted table, or record why not; never raises for a table's failure."""
     t0 = time.perf_counter()
@@ -191,7 +195,7 @@ def _load_table(
         record_failed_load(conn, table, cluster, error=error, run_id=run_id, started_at=started)
         return TableOutcome(table, None, None, 0, te.duration_s, error=error)
     try:
-        typed = to_frame(table, te.rows, cluster_name=cluster)
+        typed = to_frame(table, te.rows, cluster_name=cluster, validate_json=not trusted)
         note = data_note(te.note, typed)
         result = replace_snapshot(
             conn,

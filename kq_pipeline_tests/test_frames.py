@@ -130,3 +130,12 @@ def test_every_table_builds_from_the_conformance_cases(kubequery_data):
         assert len(typed.frame) == len(rows), path.name
         assert typed.rejected == [] and typed.dropped_columns == (), path.name
         assert isinstance(typed.frame, pd.DataFrame)
+
+
+def test_json_the_project_rendered_itself_is_not_parsed_again_but_any_other_is():
+    """The native extractor renders JSON from parsed objects, so re-parsing it cannot fail; rows from
+    kubequery's output are still checked."""
+    rows = [pod(0, labels="{not json")]
+    assert to_frame("kubernetes_pods", rows, cluster_name="c").rows_rejected == 1
+    trusted = to_frame("kubernetes_pods", rows, cluster_name="c", validate_json=False)
+    assert trusted.rows_rejected == 0 and trusted.frame["labels"].tolist() == ["{not json"]
