@@ -180,9 +180,9 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
     )
     result.params["per_cluster_median_s"] = round(statistics.median(per_cluster_all), 3)
     result.targets.append(
-        Target(f"{n} clusters refreshed", statistics.median(walls), 180, "s", higher_is_better=False)
+        Target(f"{n} clusters refreshed", statistics.median(walls), 60, "s", higher_is_better=False)
     )
     result.targets.append(
-        Target("Dagster bookkeeping per cluster", book.median, 0.5, "s", higher_is_better=False)
+        Target("Dagster bookkeeping per cluster", book.median, 0.15, "s", higher_is_better=False)
     )
     return result

@@ -1,6 +1,6 @@
 """Case 2: the same rows loaded three ways on this server.
 
-(a) our loader, `replace_snapshot` (COPY into a staging table, delete + insert in one transaction);
+(a) our loader, `replace_snapshot` (delete the cluster's rows + COPY into the table, one transaction);
 (b) the physical limit: one raw `COPY ... FROM STDIN (FORMAT csv)` of the same rows, prepared as CSV
     beforehand, into a table of the same shape and indexes (and, for reference, without indexes);
 (c) the original Go loader's method: delete the cluster's rows, then one prepared INSERT per row,
@@ -87,10 +87,13 @@ def run(dsn: str, sizes: Sizes, work_dir: object) -> CaseResult:
             n = len(rows[table])
             result.params[f"{table}_rows"] = n
             columns = storage_column_names(registry_table(table))
-            frame_s, ours_s = [], []
+            frame_s, frame_checked_s, ours_s = [], [], []
             for _ in range(sizes.repeats):
                 t0 = time.perf_counter()
-                typed = to_frame(table, rows[table], cluster_name=CLUSTER)
+                to_frame(table, rows[table], cluster_name=CLUSTER, validate_json=True)
+                frame_checked_s.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                typed = to_frame(table, rows[table], cluster_name=CLUSTER, validate_json=False)  # as refresh
                 frame_s.append(time.perf_counter() - t0)
                 conn.autocommit = True
                 loaded = replace_snapshot(
@@ -122,6 +125,7 @@ def run(dsn: str, sizes: Sizes, work_dir: object) -> CaseResult:
             raw_rate = [n / s for s in raw_s]
             rbr_rate = [m / s for s in rbr_s]
             result.add(f"{short}: to_frame", "rows/s", [n / s for s in frame_s])
+            result.add(f"{short}: to_frame, JSON re-parsed (off)", "rows/s", [n / s for s in frame_checked_s])
             result.add(f"{short}: (a) ours replace_snapshot", "rows/s", ours_rate)
             result.add(
                 f"{short}: (a') ours to_frame + replace",
@@ -148,7 +152,7 @@ def run(dsn: str, sizes: Sizes, work_dir: object) -> CaseResult:
         Target(
             "pods: ours / raw COPY (same indexes)",
             result.metric("pods: (a)/(b) ours vs raw COPY").median,
-            0.7,
+            0.85,  # issue 14
             "x",
         )
     )
