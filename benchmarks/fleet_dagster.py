@@ -60,10 +60,14 @@ def _spans(dsn: str, run_ids: list[str]) -> tuple[float, list[float]]:
     return sum(float(s) for _, s in per_run), [float(s) for (s,) in per_cluster]
 
 
-def _refresh_fleet(instance, job, order: list[str], sizes: Sizes) -> tuple[float, list[str], float, float]:
+def _refresh_fleet(
+    instance, job, order: list[str], sizes: Sizes
+) -> tuple[float, list[str], float, float, int, int]:
     """One full fleet refresh; returns (wall, run ids, sum of the asset's 'refreshed in' times, sum of
-    its 'table catalog' times: the 51 table materializations with their fleet-wide row counts)."""
+    its 'table catalog' times: the 51 table materializations with their fleet-wide row counts, and
+    the events the runs stored in Dagster's event log with their serialized bytes)."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+    from dagster._serdes import serialize_value
 
     from kq_pipeline.defs.schedules import contiguous_ranges
 
@@ -87,15 +91,18 @@ def _refresh_fleet(instance, job, order: list[str], sizes: Sizes) -> tuple[float
         run_ids.append(res.run_id)
     wall = time.perf_counter() - t0
     asset_s = catalog_s = 0.0
+    events = event_bytes = 0
     for run_id in run_ids:
         for entry in instance.all_logs(run_id):
+            events += 1
+            event_bytes += len(serialize_value(entry))
             m = REFRESHED.search(entry.user_message or "")
             if m:
                 asset_s += float(m.group(1))
             m = CATALOG.search(entry.user_message or "")
             if m:
                 catalog_s += float(m.group(1))
-    return wall, run_ids, asset_s, catalog_s
+    return wall, run_ids, asset_s, catalog_s, events, event_bytes
 
 
 def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
@@ -139,8 +146,11 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
         order = instance.get_dynamic_partitions(CLUSTERS_PARTITIONS_NAME)
         job = defs.resolve_job_def(refresh_job.name)
         walls, inner, asset, catalog, ideal, per_cluster_all = [], [], [], [], [], []
+        events, event_bytes = [], []
         for _ in range(sizes.fleet_repeats):
-            wall, run_ids, asset_s, catalog_s = _refresh_fleet(instance, job, order, sizes)
+            wall, run_ids, asset_s, catalog_s, n_events, n_bytes = _refresh_fleet(instance, job, order, sizes)
+            events.append(n_events / n)
+            event_bytes.append(n_bytes / n)
             refresh_s, per_cluster = _spans(dsn, run_ids)
             if len(per_cluster) != n:
                 raise RuntimeError(f"{len(per_cluster)} of {n} clusters were loaded")
@@ -173,6 +183,8 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
         [(w - a) / n for w, a in zip(walls, asset, strict=True)],
     )
     result.add("  of which the table catalog, per cluster", "s", [c / n for c in catalog])
+    result.add("Dagster events stored per cluster refresh", "events", events)
+    result.add("Dagster event bytes per cluster refresh (serialized)", "bytes", event_bytes)
     result.add(
         "in-run parallel efficiency (ideal / refresh span)",
         "x",

@@ -76,7 +76,7 @@ def ratio_samples(numerator: list[float], denominator: list[float]) -> list[floa
 def format_value(value: float, unit: str) -> str:
     if value != value:  # NaN
         return "n/a"
-    if unit in ("rows/s", "MB", "rows", "clusters"):
+    if unit in ("rows/s", "MB", "rows", "clusters", "events", "bytes"):
         return f"{value:,.0f} {unit}"
     if unit == "x":
         return f"{value:,.2f} x"
