@@ -77,6 +77,17 @@ def test_fleet_queries_run_on_our_schema_and_the_original_one(pg_server_dsn: str
     assert result["params"]["label_matches"] >= 1
 
 
+def test_small_cluster_cost_reports_cpu_and_each_phase_with_the_json_reparse_on_and_off(
+    pg_server_dsn: str,
+) -> None:
+    result = _run("6", pg_server_dsn)
+    assert result["params"]["tables"] == 51 and result["params"]["rows"] > 0
+    medians = {m["name"].strip(): m["median"] for m in result["metrics"]}
+    assert medians["refresh CPU, polling process"] > 0
+    phases = ("extract", "frames", "frames, JSON re-parsed", "load")
+    assert all(medians[f"of which {p} CPU"] > 0 for p in phases)
+
+
 def test_a_target_is_judged_in_its_direction_and_shown_as_missed() -> None:
     assert Target("rate", 25_000, 20_000, "rows/s").met
     slow = Target("rss", 2048, 1536, "MB", higher_is_better=False)
