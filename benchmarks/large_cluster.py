@@ -130,8 +130,10 @@ def _child_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_child(kubeconfig: Path, dsn: str, *flags: str) -> dict[str, Any]:
-    env = {**os.environ, DSN_ENV: dsn, "PYTHONPATH": str(REPO)}
+def _run_child(
+    kubeconfig: Path, dsn: str, *flags: str, env_extra: dict[str, str] | None = None
+) -> dict[str, Any]:
+    env = {**os.environ, DSN_ENV: dsn, "PYTHONPATH": str(REPO), **(env_extra or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.large_cluster", "--kubeconfig", str(kubeconfig), *flags],
         cwd=REPO,
@@ -168,9 +170,13 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
         result.notes.append(
             f"simulator start (generate + serve, child process): {time.perf_counter() - t0:.1f}s"
         )
-        runs, pod_runs = [], []
+        runs, pod_runs, pod_runs_inline = [], [], []
         for _ in range(sizes.repeats):
             pod_runs.append(_run_child(kubeconfig, dsn, "--pods-only"))
+            # the row worker processes off, same run: what the mechanism earns
+            pod_runs_inline.append(
+                _run_child(kubeconfig, dsn, "--pods-only", env_extra={"KQ_ROW_WORKERS": "0"})
+            )
             runs.append(_run_child(kubeconfig, dsn))
     result.params["rows_all_tables"] = runs[0]["rows"]
     result.params["row_workers"] = pod_runs[0]["row_workers"]
@@ -181,6 +187,13 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
         note="fresh process per sample: row worker start included",
     )
     result.add("pods: list + rows, wall", "s", [r["wall_s"] for r in pod_runs])
+    inline_rates = result.add(
+        "pods: list + rows, row workers off (0)",
+        "pods/s",
+        [r["pods"] / r["wall_s"] for r in pod_runs_inline],
+        note="KQ_ROW_WORKERS=0: every page built in the polling process",
+    )
+    result.add("pods: row workers on / off", "x", ratio_samples(pod_rates.samples, inline_rates.samples))
     result.add("pods: rows built (3 tables)", "rows/s", [r["rows"] / r["wall_s"] for r in pod_runs])
     walls = [r["wall_s"] for r in runs]
     result.add("wall time", "s", walls)
