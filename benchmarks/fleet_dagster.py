@@ -13,7 +13,7 @@ import re
 import statistics
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import psycopg
@@ -105,7 +105,50 @@ def _refresh_fleet(
     return wall, run_ids, asset_s, catalog_s, events, event_bytes
 
 
-def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
+REPO_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+
+
+@contextmanager
+def _postgres_instance_env(dsn: str, home: Path) -> Iterator[None]:
+    """DAGSTER_HOME with the repo's production dagster.yaml (pooled dagster-postgres storage), its
+    storage in a scratch database of the benchmark's own server, dropped afterwards."""
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(dsn)
+    password = params.get("password")
+    if not password:  # the embedded server's DSN names a libpq passfile instead
+        for line in Path(str(params["passfile"])).read_text().splitlines():
+            *_, user, secret = line.split(":", 4)
+            if user in ("*", params["user"]):
+                password = secret
+                break
+    name = f"kqbench_dagster_{os.getpid()}"
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(make_conninfo(dsn, dbname="postgres"), autocommit=True) as admin:
+        admin.execute(drop)
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    (home / "dagster.yaml").write_text(REPO_DAGSTER_YAML.read_text())
+    try:
+        with _env(
+            DAGSTER_PG_HOST=str(params.get("host", "127.0.0.1")),
+            DAGSTER_PG_PORT=str(params.get("port", "5432")),
+            DAGSTER_PG_USER=str(params["user"]),
+            DAGSTER_PG_PASSWORD=str(password),
+            DAGSTER_PG_DB=name,
+        ):
+            yield
+    finally:
+        with psycopg.connect(make_conninfo(dsn, dbname="postgres"), autocommit=True) as admin:
+            admin.execute(drop)
+
+
+def run_postgres_storage(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
+    """Case 3 with the deployment's Dagster storage (PostgreSQL, pooled) instead of sqlite."""
+    return run(dsn, sizes, work_dir, postgres_storage=True)
+
+
+def run(dsn: str, sizes: Sizes, work_dir: Path, *, postgres_storage: bool = False) -> CaseResult:
     from dagster import DagsterInstance
 
     from kq_pipeline import inventory
@@ -121,7 +164,7 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
         for i in range(n)
     ]
     result = CaseResult(
-        "3-fleet-dagster",
+        "3p-fleet-dagster-pg" if postgres_storage else "3-fleet-dagster",
         "fleet refresh through Dagster (refresh_clusters job, partition ranges, in-process executor)",
         params={
             "clusters": n,
@@ -129,19 +172,28 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
             "clusters_per_run": sizes.fleet_run_size,
             "cluster_concurrency": sizes.fleet_concurrency,
             "repeats": sizes.fleet_repeats,
-            "dagster_storage": "sqlite (DagsterInstance.local_temp)",
+            "dagster_storage": "PostgreSQL (the repo's dagster.yaml, pooled)"
+            if postgres_storage
+            else "sqlite (DagsterInstance.local_temp)",
         },
     )
     kubeconfig = work_dir / "fleet-kubeconfig.yaml"
-    home = work_dir / "dagster-home"
+    home = work_dir / ("dagster-home-pg" if postgres_storage else "dagster-home")
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    storage = _postgres_instance_env(dsn, home) if postgres_storage else nullcontext()
     t0 = time.perf_counter()
-    with serve_fleet_process(specs, kubeconfig), _env(KQ_DATABASE_URL=dsn, DAGSTER_HOME=str(home)):
+    with (
+        serve_fleet_process(specs, kubeconfig),
+        _env(KQ_DATABASE_URL=dsn, DAGSTER_HOME=str(home)),
+        storage,
+    ):
         result.notes.append(f"simulator start ({n} clusters, child process): {time.perf_counter() - t0:.1f}s")
         with psycopg.connect(dsn) as conn:
             inventory.upsert_clusters(conn, inventory.clusters_from_kubeconfig(kubeconfig))
-        instance = DagsterInstance.local_temp(tempdir=str(home))
+        instance = (
+            DagsterInstance.get() if postgres_storage else DagsterInstance.local_temp(tempdir=str(home))
+        )
         sync_partitions(instance, [s.name for s in specs])
         order = instance.get_dynamic_partitions(CLUSTERS_PARTITIONS_NAME)
         job = defs.resolve_job_def(refresh_job.name)

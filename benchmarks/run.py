@@ -30,6 +30,7 @@ CASES: dict[str, tuple[str, Case]] = {
     "1": ("kqbench_large", large_cluster.run),
     "2": ("kqbench_load", load_path.run),
     "3": ("kqbench_fleet", fleet_dagster.run),
+    "3p": ("kqbench_fleet_pg", fleet_dagster.run_postgres_storage),
     "4": ("kqbench_queries", fleet_queries.run),
     "6": ("kqbench_cost", cluster_cost.run),
 }
