@@ -32,6 +32,7 @@ CASES: dict[str, tuple[str, Case]] = {
     "3": ("kqbench_fleet", fleet_dagster.run),
     "3p": ("kqbench_fleet_pg", fleet_dagster.run_postgres_storage),
     "4": ("kqbench_queries", fleet_queries.run),
+    "5": ("kqbench_thousand", fleet_dagster.run_thousand),
     "6": ("kqbench_cost", cluster_cost.run),
 }
 

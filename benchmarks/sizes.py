@@ -32,6 +32,9 @@ class Sizes:
     fleet_namespaces: int = 8
     fleet_run_size: int = 25
     fleet_concurrency: int = 4
+    thousand_clusters: int = 1_000
+    thousand_pods: int = 50
+    """Case 5: many tiny clusters, to see what grows with the cluster count."""
     query_fleet_scale: float = 1.0
     """Fraction of ORIGINAL_FLEET's pod counts loaded for case 4."""
     query_repeats: int = 7
@@ -60,6 +63,8 @@ QUICK = Sizes(
     fleet_namespaces=3,
     fleet_run_size=2,
     fleet_concurrency=2,
+    thousand_clusters=6,
+    thousand_pods=5,
     query_fleet_scale=0.02,
     query_repeats=3,
 )
