@@ -44,7 +44,7 @@ from kq_pipeline.extract.secrets import LAST_APPLIED, redact_last_applied
 from kq_pipeline.kube.errors import KubeConfigError
 from kq_pipeline.registry import NEVER_EMPTY
 from kq_pipeline.registry import table as registry_table
-from kq_pipeline.rows.gojson import encoder
+from kq_pipeline.rows.memo import encoder
 
 log = logging.getLogger(__name__)
 

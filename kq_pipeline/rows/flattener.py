@@ -276,7 +276,7 @@ class _Codegen:
         """An expression (a local or literal) holding the selected raw value, None when nil/unset."""
         zero = "None"
         if any(alt.address_of for alt in alts):
-            pointee = gojson._compiler().kind(column.go_type.lstrip("*"))
+            pointee = gojson.compiler().kind(column.go_type.lstrip("*"))
             zero = _ZERO_OF_KIND.get(pointee, "None")
 
         def expr(alt: _Alt, in_branch: bool = False) -> str:

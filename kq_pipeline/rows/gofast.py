@@ -52,7 +52,7 @@ def _time_ok(value: Any) -> bool:
 
 
 class _CheckCompiler:
-    def __init__(self, types: gojson._Compiler) -> None:
+    def __init__(self, types: gojson.TypeCompiler) -> None:
         self.types = types
         self.ns: dict[str, Any] = {
             "TOK": _CANONICAL_TIMES,
@@ -91,7 +91,7 @@ class _CheckCompiler:
 
     def _function(self, type_name: str, name: str) -> str:
         t = self.types.resolve(type_name)
-        if self.types.kind(t) != "struct" or t in _CUSTOM_CHECKS or t in gojson._CUSTOM:
+        if self.types.kind(t) != "struct" or t in _CUSTOM_CHECKS or t in gojson.CUSTOM:
             return f"def {name}(x):\n    return {self.expr(t, 'x', 0)}\n"
         return self._struct(t, name)
 
@@ -114,7 +114,7 @@ class _CheckCompiler:
         if kind == "slice":
             return f"({x} is None or (type({x}) is list and {self._all(t[2:], x, depth)}))"
         if kind == "map":
-            key_type, value_type = gojson._split_map(t)
+            key_type, value_type = gojson.split_map(t)
             if self.types.kind(key_type) != "string":
                 return "False"
             values = self._all(value_type, f"{x}.values()", depth)
@@ -126,7 +126,7 @@ class _CheckCompiler:
         return f"{self.name_of(t)}({x})"
 
     def _custom(self, t: str) -> bool:
-        return t in _CUSTOM_CHECKS or t in gojson._CUSTOM or "custom_json" in self.types.types.get(t, {})
+        return t in _CUSTOM_CHECKS or t in gojson.CUSTOM or "custom_json" in self.types.types.get(t, {})
 
     def _all(self, type_name: str, items: str, depth: int) -> str:
         """Every item passes: scalar types by one C-level set of types, structs through map()."""
@@ -216,9 +216,9 @@ _LOCK = threading.Lock()
 def checker(go_type: str) -> Checker:
     """True for a value whose `orjson.dumps` equals Go's `json.Marshal` (before HTML escaping)."""
     global _COMPILER
-    with gojson._COMPILE_LOCK, _LOCK:
+    with gojson.COMPILE_LOCK, _LOCK:
         if _COMPILER is None:
-            _COMPILER = _CheckCompiler(gojson._compiler())
+            _COMPILER = _CheckCompiler(gojson.compiler())
             _COMPILER.ns["SHAPE"] = _shape_ok
         return _COMPILER.ns[_COMPILER.name_of(go_type)]
 

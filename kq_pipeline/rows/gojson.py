@@ -101,7 +101,7 @@ def _bytes_json(value: Any) -> str:
 
 
 # Types with their own MarshalJSON (MicroTime is not in go_types.json but appears in events).
-_CUSTOM: dict[str, Encoder] = {
+CUSTOM: dict[str, Encoder] = {
     "meta/v1.Time": time_json,
     "meta/v1.MicroTime": micro_time_json,
     "api/resource.Quantity": _quantity_json,
@@ -110,7 +110,7 @@ _CUSTOM: dict[str, Encoder] = {
 }
 
 
-def _split_map(type_name: str) -> tuple[str, str]:
+def split_map(type_name: str) -> tuple[str, str]:
     depth = 0
     for pos in range(4, len(type_name)):
         ch = type_name[pos]
@@ -123,7 +123,7 @@ def _split_map(type_name: str) -> tuple[str, str]:
     raise ValueError(f"bad Go map type {type_name!r}")
 
 
-class _Compiler:
+class TypeCompiler:
     """Turns Go type names into encoder functions; generated functions share one namespace."""
 
     def __init__(self, types: dict[str, Any]) -> None:
@@ -166,7 +166,7 @@ class _Compiler:
         if t in ("interface{}", "json.RawMessage", "runtime.RawExtension"):
             return "raw"
         spec = self.types.get(t)
-        if spec is None and t not in _CUSTOM:
+        if spec is None and t not in CUSTOM:
             raise KeyError(f"Go type {type_name!r} is not described in go_types.json")
         return "struct"  # includes custom_json types, which Go never omits
 
@@ -207,7 +207,7 @@ class _Compiler:
                 body = f"    f = {self.name_of(elem)}\n    return '[' + ','.join([f(x) for x in v]) + ']'\n"
             return self._exec(name, f"def {name}(v):\n    if v is None:\n        return 'null'\n{body}")
         if kind == "map":
-            key_type, value_type = _split_map(t)
+            key_type, value_type = split_map(t)
             if self.kind(key_type) != "string":
                 raise KeyError(f"map key type {key_type!r} is not supported")
             if self.kind(value_type) == "string":
@@ -221,8 +221,8 @@ class _Compiler:
                 f"def {name}(v):\n    if v is None:\n        return 'null'\n{prelude}"
                 f"    return '{{' + ','.join([S(k) + ':' + {value} for k, x in sorted(v.items())]) + '}}'\n",
             )
-        if t in _CUSTOM:
-            return _CUSTOM[t]
+        if t in CUSTOM:
+            return CUSTOM[t]
         if "custom_json" in self.types[t]:
             raise KeyError(f"no encoder for custom JSON type {t!r}")
         return self._struct(t, name)
@@ -289,42 +289,30 @@ class _Compiler:
 
 # Compiling registers an encoder's name before its body exists (types refer to each other), so a
 # second thread must not look names up mid-compilation: all compiler access goes through this lock.
-_COMPILE_LOCK = threading.RLock()
+COMPILE_LOCK = threading.RLock()
 
 
 @cache
-def _compiler() -> _Compiler:
-    return _Compiler(go_types())
+def compiler() -> TypeCompiler:
+    """The process's compiler of Go types (hold COMPILE_LOCK while using it)."""
+    return TypeCompiler(go_types())
 
 
 def value_encoder(go_type: str) -> Encoder:
     """Raw Go JSON of a value of `go_type` (no HTML escaping; nil pointers/maps/slices give null)."""
-    with _COMPILE_LOCK:
-        compiler = _compiler()
-        return compiler.ns[compiler.name_of(go_type)]
-
-
-@cache
-def encoder(go_type: str) -> Encoder:
-    """The exact `json.Marshal` output for a value decoded into `go_type` (memoised by value)."""
-    return memo_encoder(go_type)
-
-
-def memo_encoder(go_type: str) -> Encoder:
-    """A fresh memoising renderer for `go_type` (see `rows.memo`)."""
-    from kq_pipeline.rows.memo import memo_encoder as fresh  # memo builds on this module
-
-    return fresh(go_type)
+    with COMPILE_LOCK:
+        types = compiler()
+        return types.ns[types.name_of(go_type)]
 
 
 def is_nilable(go_type: str) -> bool:
     """Whether a column of this type is nil (hence omitted) when the input lacks it."""
-    with _COMPILE_LOCK:
-        return _compiler().kind(go_type) in ("ptr", "slice", "map", "bytes", "raw")
+    with COMPILE_LOCK:
+        return compiler().kind(go_type) in ("ptr", "slice", "map", "bytes", "raw")
 
 
 def generated_source(go_type: str) -> str:
     """The Python source compiled for a struct type (for debugging)."""
-    with _COMPILE_LOCK:
-        compiler = _compiler()
-        return compiler.sources.get(compiler.name_of(go_type), "")
+    with COMPILE_LOCK:
+        types = compiler()
+        return types.sources.get(types.name_of(go_type), "")

@@ -15,6 +15,7 @@ trial: `on_disable` receives the plain renderer so the caller can rebind its nam
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import orjson
@@ -26,6 +27,13 @@ Encoder = Callable[[Any], str]
 TRIAL = 2000
 MIN_HIT_RATE = 0.25
 MAX_ENTRIES = 20_000
+
+
+@cache
+def encoder(go_type: str) -> Encoder:
+    """The exact `json.Marshal` output for a value decoded into `go_type` (memoised by value), one
+    shared renderer per type for callers that don't keep their own."""
+    return memo_encoder(go_type)
 
 
 def memo_encoder(go_type: str, on_disable: Callable[[Encoder], None] | None = None) -> Encoder:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from kq_pipeline.rows.gojson import encoder, escape_html, value_encoder
+from kq_pipeline.rows.gojson import escape_html, value_encoder
+from kq_pipeline.rows.memo import encoder
 
 
 def test_html_characters_and_line_separators_are_escaped_like_go() -> None:
