@@ -152,7 +152,6 @@ class RunWatcher:
         self.interval_s = interval_s
         self.loads: dict[str, list[TableLoad]] = defaultdict(list)
         self.done: set[str] = set()
-        self._last_id = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kq-load-watcher", daemon=True)
         self._conn = None
@@ -184,9 +183,10 @@ class RunWatcher:
         if self._conn is None:
             self._conn = connect(self.dsn)
             self._conn.autocommit = True
-        for load in fetch_loads(self._conn, self.run_id, self._last_id):
-            self._last_id = max(self._last_id, load.id)
-            self.loads[load.cluster].append(load)
+        fresh: dict[str, list[TableLoad]] = defaultdict(list)
+        for load in fetch_loads(self._conn, self.run_id, skip=sorted(self.done)):
+            fresh[load.cluster].append(load)
+        self.loads.update(fresh)
         for cluster, loads in self.loads.items():
             if cluster not in self.done and len({t.table for t in loads}) >= self.expected:
                 self.done.add(cluster)

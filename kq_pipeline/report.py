@@ -54,8 +54,11 @@ class ClusterResult:
     tables: list[TableLoad] = field(default_factory=list)
 
 
-def fetch_loads(conn: psycopg.Connection, run_id: str, after_id: int = 0) -> list[TableLoad]:
-    """The run's kq_loads rows with an id above `after_id`, in id order (so callers can poll)."""
+def fetch_loads(conn: psycopg.Connection, run_id: str, skip: Sequence[str] = ()) -> list[TableLoad]:
+    """The run's kq_loads rows, in id order, but those of the clusters in `skip` (already reported).
+
+    Not "ids above the last seen": a cluster's rows commit together at the end of its transaction,
+    so a cluster that started earlier commits lower ids after a later one's higher ids."""
     with conn.cursor() as cur:
         cur.execute(
             """
@@ -64,10 +67,10 @@ def fetch_loads(conn: psycopg.Connection, run_id: str, after_id: int = 0) -> lis
                    coalesce(l.duration_ms, extract(epoch FROM l.finished_at - l.started_at) * 1000, 0),
                    l.error, l.started_at, l.finished_at
             FROM kq_loads l LEFT JOIN kq_clusters c ON c.name = l.cluster_name
-            WHERE l.run_id = %s AND l.id > %s
+            WHERE l.run_id = %s AND l.cluster_name <> ALL(%s)
             ORDER BY l.id
             """,
-            (run_id, after_id),
+            (run_id, list(skip)),
         )
         return [
             TableLoad(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), float(r[7]), r[8], r[9], r[10])
