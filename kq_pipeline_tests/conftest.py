@@ -20,3 +20,17 @@ def kubequery_data() -> Path:
             f"kubequery data set not found at {KUBEQUERY_DATA} (see kq_pipeline_tests/data/README.md)"
         )
     return KUBEQUERY_DATA
+
+
+def write_inventory_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str = "https://10.0.0.2:6443"
+) -> Path:
+    """A YAML inventory listing prod-eu and prod-us (at `server`), named by KQ_INVENTORY_FILE."""
+    inventory_file = tmp_path / "clusters.yaml"
+    inventory_file.write_text(
+        "clusters:\n"
+        "  - {name: prod-eu, server: 'https://10.0.0.1:6443', token_env: PROD_EU_TOKEN}\n"
+        f"  - {{name: prod-us, server: '{server}', token_env: PROD_US_TOKEN}}\n"
+    )
+    monkeypatch.setenv("KQ_INVENTORY_FILE", str(inventory_file))
+    return inventory_file

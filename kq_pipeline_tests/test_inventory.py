@@ -11,6 +11,7 @@ import pytest
 from kq_pipeline import inventory
 from kq_pipeline.cli import main
 from kq_pipeline.inventory import Cluster, InventoryError
+from kq_pipeline_tests.conftest import write_inventory_file
 
 
 @pytest.mark.parametrize("name", ["prod-eu-1", "a", "x" * 63, "0cluster9"])
@@ -147,14 +148,7 @@ def kq_env(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     monkeypatch.setenv("KQ_DATABASE_URL", pg_dsn)
     monkeypatch.setenv("KQ_HOME", str(tmp_path / "kq"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    inventory_file = tmp_path / "clusters.yaml"
-    inventory_file.write_text(
-        "clusters:\n"
-        "  - {name: prod-eu, server: 'https://10.0.0.1:6443', token_env: PROD_EU_TOKEN}\n"
-        "  - {name: prod-us, server: 'https://10.0.0.2:6443', token_env: PROD_US_TOKEN}\n"
-    )
-    monkeypatch.setenv("KQ_INVENTORY_FILE", str(inventory_file))
-    return inventory_file
+    return write_inventory_file(tmp_path, monkeypatch)
 
 
 def test_kq_clusters_remove_and_list_say_why_the_inventory_file_no_longer_adds_a_removed_cluster(

@@ -35,6 +35,7 @@ from kq_pipeline.defs.resources import FleetDatabase
 from kq_pipeline.defs.schedules import fleet_refresh
 from kq_pipeline.defs.sensors import inventory_sensor
 from kq_pipeline.registry import TABLES
+from kq_pipeline_tests.conftest import write_inventory_file
 
 
 class SensorDriver:
@@ -302,13 +303,7 @@ def test_an_unknown_retire_policy_is_refused_before_anything_is_deleted(
 def test_clusters_in_the_inventory_file_are_added_on_each_tick(
     fleet_env: str, driver: SensorDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    inventory_file = tmp_path / "clusters.yaml"
-    inventory_file.write_text(
-        "clusters:\n"
-        "  - {name: prod-eu, server: 'https://10.0.0.1:6443', token_env: PROD_EU_TOKEN}\n"
-        "  - {name: prod-us, server: 'https://10.0.0.2:6443', token_env: PROD_US_TOKEN}\n"
-    )
-    monkeypatch.setenv("KQ_INVENTORY_FILE", str(inventory_file))
+    write_inventory_file(tmp_path, monkeypatch)
 
     result = driver.tick()
 
@@ -319,19 +314,6 @@ def test_clusters_in_the_inventory_file_are_added_on_each_tick(
             ("prod-eu", "yaml"),
             ("prod-us", "yaml"),
         ]
-
-
-def _inventory_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str = "https://10.0.0.2:6443"
-) -> Path:
-    inventory_file = tmp_path / "clusters.yaml"
-    inventory_file.write_text(
-        "clusters:\n"
-        "  - {name: prod-eu, server: 'https://10.0.0.1:6443', token_env: PROD_EU_TOKEN}\n"
-        f"  - {{name: prod-us, server: '{server}', token_env: PROD_US_TOKEN}}\n"
-    )
-    monkeypatch.setenv("KQ_INVENTORY_FILE", str(inventory_file))
-    return inventory_file
 
 
 def _row_versions(dsn: str) -> list[tuple[str, str, object, object]]:
@@ -345,7 +327,7 @@ def _row_versions(dsn: str) -> list[tuple[str, str, object, object]]:
 def test_a_cluster_removed_with_the_cli_stays_removed_though_the_inventory_file_lists_it(
     fleet_env: str, driver: SensorDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    inventory_file = _inventory_file(tmp_path, monkeypatch)
+    inventory_file = write_inventory_file(tmp_path, monkeypatch)
     driver.tick()
     _remove(fleet_env, driver.instance, "prod-us")
     why = (
@@ -373,7 +355,7 @@ def test_a_cluster_removed_with_the_cli_stays_removed_though_the_inventory_file_
 def test_a_tick_with_an_unchanged_inventory_file_rewrites_no_row(
     fleet_env: str, driver: SensorDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _inventory_file(tmp_path, monkeypatch)
+    write_inventory_file(tmp_path, monkeypatch)
     driver.tick()
     before = _row_versions(fleet_env)
 
@@ -386,10 +368,10 @@ def test_a_tick_with_an_unchanged_inventory_file_rewrites_no_row(
 def test_a_changed_entry_in_the_inventory_file_is_written_once(
     fleet_env: str, driver: SensorDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _inventory_file(tmp_path, monkeypatch)
+    write_inventory_file(tmp_path, monkeypatch)
     driver.tick()
     eu_before, us_before = _row_versions(fleet_env)
-    _inventory_file(tmp_path, monkeypatch, server="https://10.0.0.3:6443")
+    write_inventory_file(tmp_path, monkeypatch, server="https://10.0.0.3:6443")
 
     driver.tick()
     eu_after, us_after = _row_versions(fleet_env)
