@@ -207,6 +207,7 @@ def _load_table(
             rows_extracted=len(te.rows),
             extract_s=te.duration_s + (time.perf_counter() - t0),
             note=note,
+            cluster_locked=True,  # refresh_cluster holds the cluster's session lock
         )
     except Exception as exc:
         if conn.closed or conn.broken:

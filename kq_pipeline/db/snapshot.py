@@ -56,8 +56,12 @@ def replace_snapshot(
     rows_extracted: int,
     extract_s: float = 0.0,
     note: str | None = None,
+    cluster_locked: bool = False,
 ) -> LoadResult:
     """Replace `cluster_name`'s rows of `table` with the frame's rows, atomically.
+
+    `cluster_locked`: this session already holds the cluster's lock (a refresh does, for all its
+    tables), so the per-table lock would be one more round trip for nothing.
 
     `extract_s` (time spent listing and building this table's rows) is added to the load time in
     the kq_loads row's duration_ms, so the report shows what the table cost end to end."""
@@ -67,7 +71,8 @@ def replace_snapshot(
     _check_frame(frame, columns, cluster_name)
     target = sql.Identifier(table)
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(CLUSTER_LOCK_SQL, (cluster_name,))
+        if not cluster_locked:
+            cur.execute(CLUSTER_LOCK_SQL, (cluster_name,))
         cur.execute(sql.SQL("DELETE FROM {} WHERE cluster_name = %s").format(target), (cluster_name,))
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
             target, sql.SQL(", ").join(map(sql.Identifier, columns))
