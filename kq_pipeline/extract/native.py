@@ -14,7 +14,6 @@ sees the Events that exist at poll time, each as one "add" row.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,9 +39,6 @@ INFO_TABLE = "kubernetes_info"
 API_RESOURCES_TABLE = "kubernetes_api_resources"
 EVENTS_NOTE = "events listed at poll time (kubequery streams informer events instead)"
 # Listed first: the big lists bound the poll's duration, so start them before the small ones.
-# Row building is pure Python (GIL-bound), so running it one thread at a time costs no throughput, and
-# the row builders compile code lazily in ways seen to race under threads (KeyError in rows.gojson).
-_ROWS_LOCK = threading.Lock()
 _BIG_FIRST = ("pods", "events", "replicasets", "secrets", "configmaps", "endpoints")
 
 
@@ -78,8 +74,7 @@ def _list_job(
     names = tuple(job.tables)
 
     def build_inline(body: bytes) -> PageResult:
-        with _ROWS_LOCK:
-            return build_page(body, names, cluster_name, cluster_uid, now, secrets=job.is_secret)
+        return build_page(body, names, cluster_name, cluster_uid, now, secrets=job.is_secret)
 
     pages = PageRows(
         names,

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from kq_pipeline.extract.result import Row
 from kq_pipeline.extract.secrets import redact_secrets
-from kq_pipeline.kube.gcpause import gc_paused
+from kq_pipeline.gcpause import gc_paused
 from kq_pipeline.kube.list_meta import list_items
 from kq_pipeline.rows import rows_for_tables
 from kq_pipeline.rows.flattener import compile_tables

@@ -36,6 +36,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from kq_pipeline.gcpause import gc_paused
 from kq_pipeline.kube.access import ClusterAccess
 from kq_pipeline.kube.errors import (
     KubeAuthError,
@@ -48,7 +49,6 @@ from kq_pipeline.kube.errors import (
     KubeTLSError,
     KubeUnavailable,
 )
-from kq_pipeline.kube.gcpause import gc_paused
 from kq_pipeline.kube.list_meta import MalformedList, continue_token, list_items
 
 log = logging.getLogger(__name__)

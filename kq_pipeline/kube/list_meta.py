@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from kq_pipeline.kube.gcpause import gc_paused
+from kq_pipeline.gcpause import gc_paused
 
 _META = b'"metadata":{'
 _ITEMS = b',"items":'

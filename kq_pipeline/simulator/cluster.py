@@ -7,12 +7,12 @@ import ssl
 import threading
 from typing import Any
 
+from kq_pipeline.gcpause import gc_paused
 from kq_pipeline.simulator import discovery
 from kq_pipeline.simulator.api import ClusterApi
 from kq_pipeline.simulator.catalog import Catalog, parse_minor
 from kq_pipeline.simulator.conversions import objects_for
 from kq_pipeline.simulator.faults import FaultController
-from kq_pipeline.simulator.gcpause import gc_paused
 from kq_pipeline.simulator.rbac import Authorizer
 from kq_pipeline.simulator.server import ApiHttpServer
 from kq_pipeline.simulator.store import ClusterStore

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from kq_pipeline.gcpause import gc_paused
 from kq_pipeline.simulator.certs import CertificateAuthority, KeyPair
 from kq_pipeline.simulator.cluster import DEFAULT_MINOR, SimulatedCluster
-from kq_pipeline.simulator.gcpause import gc_paused
 
 if TYPE_CHECKING:
     from kq_pipeline.simulator.objects import ClusterSpec

@@ -8,9 +8,9 @@ mutable sub-structures, so callers may modify them.
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
+from kq_pipeline.gcpause import gc_paused
 from kq_pipeline.simulator.objects import cluster, config, events, network, policy, storage, workloads
 from kq_pipeline.simulator.objects.config import secret_values
 from kq_pipeline.simulator.objects.ctx import Ctx
@@ -72,14 +72,8 @@ def resource_keys(k8s_minor: int) -> list[str]:
 
 
 def generate_objects(spec: ClusterSpec) -> dict[str, Any]:
-    # Millions of fresh containers trigger the cyclic GC over and over; none of them form cycles.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():  # millions of fresh containers, none in a cycle
         return _generate(spec)
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _generate(spec: ClusterSpec) -> dict[str, Any]:
