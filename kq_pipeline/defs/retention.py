@@ -4,6 +4,10 @@ Dagster keeps every run's events forever; a fleet refreshed every 15 minutes wri
 event rows a day. Long-term history lives in our own `kq_loads` table (one row per cluster x table
 load), so Dagster only needs recent runs. Each tick deletes at most `max_runs_per_tick` runs, oldest
 first, so one tick never holds the storage for long; a backlog drains over later ticks.
+
+Hourly, because deletion must keep pace with creation: 1,000 clusters in runs of 25 every 15 minutes
+create 3,840 runs a day, more than one daily tick of 1,000 could delete (benchmarks/README.md has the
+arithmetic and the measured cost of a deletion).
 """
 
 # No `from __future__ import annotations`: Dagster reads the Config annotation of the op at runtime.
@@ -23,7 +27,7 @@ from dagster import (
     schedule,
 )
 
-RETENTION_CRON = os.environ.get("KQ_RETENTION_CRON", "17 3 * * *")
+RETENTION_CRON = os.environ.get("KQ_RETENTION_CRON", "17 * * * *")
 DEFAULT_RETENTION_DAYS = float(os.environ.get("KQ_RUN_RETENTION_DAYS", "7"))
 DEFAULT_MAX_RUNS_PER_TICK = 1000
 
