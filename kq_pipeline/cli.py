@@ -388,10 +388,14 @@ def _signal_handlers_kept() -> Iterator[None]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from kq_pipeline.simulator.cli import run_simulate
+    from kq_pipeline.simulator.cli import run_simulate, simulate_options
 
     return run_simulate(
-        clusters=args.clusters, pods=args.pods, kubeconfig=Path(args.kubeconfig), seed=args.seed
+        clusters=args.clusters,
+        pods=args.pods,
+        kubeconfig=Path(args.kubeconfig),
+        seed=args.seed,
+        **simulate_options(args),
     )
 
 
@@ -460,6 +464,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--kubeconfig", required=True, help="where to write the kubeconfig (one context per cluster)"
     )
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--custom-objects",
+        type=int,
+        help="custom objects (cert-manager, Prometheus operator, Argo CD, istio kinds) per cluster that "
+        "has operators; default: half the pods",
+    )
+    sim.add_argument(
+        "--operators",
+        help="comma-separated operators on every cluster (cert-manager,prometheus-operator,argocd,istio; "
+        "'none' for no CRDs); default: a different set per cluster, by seed",
+    )
     sim.set_defaults(func=cmd_simulate)
     demo = sub.add_parser("demo", help="simulated fleet + embedded PostgreSQL + first load + Dagster UI")
     demo.add_argument("--clusters", type=int, default=5)

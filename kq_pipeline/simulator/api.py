@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +18,7 @@ import orjson
 
 from kq_pipeline.simulator import discovery, status
 from kq_pipeline.simulator.bindings import Principal, StoredRbac
-from kq_pipeline.simulator.catalog import Catalog, ResourceType
+from kq_pipeline.simulator.catalog import CRD_KEY, Catalog, ResourceType
 from kq_pipeline.simulator.faults import FaultController
 from kq_pipeline.simulator.rbac import Authorizer
 from kq_pipeline.simulator.selectors import SelectorError, combine, field_selector, label_selector
@@ -72,7 +73,6 @@ class ClusterApi:
         token_delay_s: float = 0.05,
     ) -> None:
         self.name = name
-        self.catalog = catalog
         self.store = store
         self._token = token
         self.faults = faults
@@ -81,17 +81,28 @@ class ClusterApi:
         self.stored_rbac = StoredRbac(catalog, store)
         self.tokens = TokenController(catalog, store, ca_pem, token_delay_s)
         self.writes = Writes(catalog, store, self.tokens)
-        self._static: dict[str, bytes] = {
-            "/version": orjson.dumps(version),
-            "/api": discovery.api_versions(server_address),
+        self.crd_deleter: Callable[[str], dict[str, Any] | None] | None = None
+        """Deletes a CRD (and its kinds and objects) by name; set by the cluster. None: CRDs are read-only."""
+        self._version_doc = orjson.dumps(version)
+        self._server_address = server_address
+        self.catalog = catalog
+        self._static: dict[str, bytes] = {}
+        self.set_catalog(catalog)
+
+    def set_catalog(self, catalog: Catalog) -> None:
+        """Serve this catalogue from now on (after a CRD was deleted): routing and discovery documents."""
+        static: dict[str, bytes] = {
+            "/version": self._version_doc,
+            "/api": discovery.api_versions(self._server_address),
             "/apis": discovery.api_group_list(catalog),
         }
         for group, versions in catalog.group_versions().items():
             if group:
-                self._static[f"/apis/{group}"] = discovery.api_group(catalog, group) or b""
+                static[f"/apis/{group}"] = discovery.api_group(catalog, group) or b""
             for v in versions:
                 doc = discovery.resource_list(catalog, group, v)
-                self._static[f"/apis/{group}/{v}" if group else f"/api/{v}"] = doc or b""
+                static[f"/apis/{group}/{v}" if group else f"/api/{v}"] = doc or b""
+        self.catalog, self._static = catalog, static
 
     def __repr__(self) -> str:
         return f"ClusterApi(name={self.name!r})"
@@ -158,11 +169,17 @@ class ClusterApi:
         verb = "create" if method == "POST" else "delete"
         if who.name == ANONYMOUS:
             raise status.forbidden(who.name, verb, rt.resource, rt.group, route.namespace, route.name)
-        if not self.writes.writable(rt) or (verb == "create") == (route.name is not None):
+        crd_delete = verb == "delete" and rt.key == CRD_KEY and self.crd_deleter is not None
+        if not (self.writes.writable(rt) or crd_delete) or (verb == "create") == (route.name is not None):
             raise status.method_not_allowed(verb, rt.resource, rt.group)
         self._authorize(who, verb, rt, route.namespace, route.name)
         if verb == "create":
             return Response(201, orjson.dumps(self.writes.create(rt, route.namespace, body)))
+        if crd_delete and self.crd_deleter is not None:
+            gone = self.crd_deleter(route.name or "")
+            if gone is None:
+                raise status.not_found(rt.resource, rt.group, route.name or "")
+            return Response(200, orjson.dumps(gone))
         return Response(200, orjson.dumps(self.writes.delete(rt, route.namespace, route.name or "")))
 
     def _control(self, req: Request, path: str) -> Response:
@@ -204,7 +221,7 @@ class ClusterApi:
             raise status.method_not_allowed("watch", rt.resource, rt.group)
         if route.name:
             return self._get(route)
-        return self._list(route, query)
+        return self._list(route, query, who)
 
     def _resolve(self, path: str) -> _Route | None:
         parts = path.strip("/").split("/")
@@ -230,12 +247,13 @@ class ClusterApi:
     # --- handlers -------------------------------------------------------------------------------
     def _get(self, route: _Route) -> Response:
         rt = route.rtype
-        entry = self.store.history(rt).current.get(route.namespace or "", route.name or "")
+        hist = self.store.find(rt)
+        entry = hist.current.get(route.namespace or "", route.name or "") if hist is not None else None
         if entry is None:
             raise status.not_found(rt.resource, rt.group, route.name or "")
         return Response(200, self._maybe_malformed(rt, orjson.dumps(entry.obj)))
 
-    def _list(self, route: _Route, query: dict[str, str]) -> Response:
+    def _list(self, route: _Route, query: dict[str, str], who: Principal) -> Response:
         rt = route.rtype
         try:
             predicate = combine(
@@ -244,7 +262,9 @@ class ClusterApi:
             limit = int(query.get("limit") or 0)
         except (SelectorError, ValueError) as err:
             raise status.bad_request(str(err)) from None
-        history = self.store.history(rt)
+        history = self.store.find(rt)
+        if history is None:  # its CRD was deleted since the route was resolved
+            raise status.path_not_found()
         token_text = query.get("continue")
         if token_text:
             try:
@@ -257,10 +277,15 @@ class ClusterApi:
                 raise self._expired(start, page_no)
         else:
             page_no, start = 1, None
-            rv, snap = self.store.begin_list(rt)
+            try:
+                rv, snap = self.store.begin_list(rt)
+            except KeyError:
+                raise status.path_not_found() from None
         code = self.faults.take_page_fault(rt, page_no)
         if code == 410:
             raise self._expired(start or ("", ""), page_no)
+        if code == 403:  # worded as RBAC's denial, so clients take it for one
+            raise status.forbidden(who.name, "list", rt.resource, rt.group, route.namespace)
         if code is not None:
             raise (
                 status.internal_error()

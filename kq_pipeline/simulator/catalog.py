@@ -2,13 +2,21 @@
 
 Discovery documents, routing and RBAC all read this one table, so `kubectl api-resources`, the
 list paths and the 403 messages agree with each other the way they do on a real cluster.
+
+Besides the built-in kinds, a cluster serves the kinds its CustomResourceDefinitions define, as
+kube-apiserver's apiextensions part does: every served version of a CRD whose names are accepted is
+routable, but only an Established CRD's versions appear in discovery, and a group's versions are
+ordered (preferred first) by Kubernetes version priority, GA > beta > alpha.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 STANDARD_VERBS: tuple[str, ...] = (
     "create",
@@ -39,6 +47,14 @@ class ResourceType:
     """First Kubernetes 1.x minor version that serves this group/version of the kind."""
     max_minor: int = 99
     """Last Kubernetes 1.x minor version that serves it (removed APIs stop here)."""
+    custom: bool = False
+    """Defined by a CustomResourceDefinition (served from the CRD objects, not this table)."""
+    discoverable: bool = True
+    """Listed in discovery. False for the versions of a CRD that is not (yet) Established."""
+    singular_name: str = ""
+    """The CRD's names.singular; built-ins use the lower-cased kind."""
+    storage_version: str = ""
+    """A CRD's storage version (all its served versions share one storageVersionHash)."""
 
     @property
     def group_version(self) -> str:
@@ -51,7 +67,7 @@ class ResourceType:
 
     @property
     def singular(self) -> str:
-        return self.kind.lower()
+        return self.singular_name or self.kind.lower()
 
     @property
     def list_kind(self) -> str:
@@ -65,7 +81,8 @@ class ResourceType:
         return self.min_minor <= minor <= self.max_minor
 
     def storage_version_hash(self) -> str:
-        digest = hashlib.sha256(f"{self.group}/{self.version}/{self.kind}".encode()).digest()
+        version = self.storage_version or self.version
+        digest = hashlib.sha256(f"{self.group}/{version}/{self.kind}".encode()).digest()
         return base64.b64encode(digest[:8]).decode()
 
 
@@ -222,16 +239,100 @@ CATALOG: tuple[ResourceType, ...] = (
 )
 
 
+CRD_TYPE = _r(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    "CustomResourceDefinition",
+    False,
+    "crd",
+    "crds",
+    categories=("api-extensions",),
+)
+"""Served by clusters that are given CRD objects (see `Catalog.for_minor`), so clusters without any
+keep exactly the discovery documents they had."""
+CRD_KEY = CRD_TYPE.key
+
+_VERSION_RE = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+_STABILITY = {None: 3, "beta": 2, "alpha": 1}
+
+
+def version_priority(version: str) -> tuple[int, int, int, str]:
+    """Kubernetes version ordering (higher first is preferred): GA > beta > alpha, then higher numbers;
+    versions not of the vNbetaM form sort last, as kube-apiserver's CompareKubeAwareVersionStrings does."""
+    m = _VERSION_RE.match(version)
+    if not m:
+        return (0, 0, 0, version)
+    major, stability, minor = m.groups()
+    return (_STABILITY[stability], int(major), int(minor or 0), version)
+
+
+def _condition_true(crd: Mapping[str, Any], kind: str) -> bool:
+    return any(
+        c.get("type") == kind and c.get("status") == "True"
+        for c in (crd.get("status") or {}).get("conditions") or ()
+    )
+
+
+def crd_types(crds: Iterable[Mapping[str, Any]]) -> tuple[ResourceType, ...]:
+    """The resource types CRD objects define: one per served version of each CRD whose names are
+    accepted (discoverable only if Established), by group then version priority (preferred first)."""
+    out: list[ResourceType] = []
+    for crd in crds:
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        if not _condition_true(crd, "NamesAccepted"):
+            continue
+        established = _condition_true(crd, "Established")
+        versions = spec.get("versions") or ()
+        storage = next((v["name"] for v in versions if v.get("storage")), "")
+        for v in versions:
+            if not v.get("served"):
+                continue
+            subs = (v.get("subresources") or {}).keys()
+            out.append(
+                ResourceType(
+                    spec["group"],
+                    v["name"],
+                    names["plural"],
+                    names["kind"],
+                    spec.get("scope") == "Namespaced",
+                    tuple(names.get("shortNames") or ()),
+                    tuple(names.get("categories") or ()),
+                    subresources=tuple(s for s in ("scale", "status") if s in subs),
+                    custom=True,
+                    discoverable=established,
+                    singular_name=names.get("singular") or names["kind"].lower(),
+                    storage_version=storage,
+                )
+            )
+    out.sort(key=lambda t: (t.group, _descending(version_priority(t.version)), t.resource))
+    return tuple(out)
+
+
+def _descending(priority: tuple[int, int, int, str]) -> tuple[int, int, int, str]:
+    return (-priority[0], -priority[1], -priority[2], priority[3])
+
+
 @dataclass(frozen=True)
 class Catalog:
-    """The kinds one cluster serves, given its Kubernetes minor version."""
+    """The kinds one cluster serves, given its Kubernetes minor version (and CRDs, if it has any)."""
 
     minor: int
     types: tuple[ResourceType, ...]
 
     @classmethod
-    def for_minor(cls, minor: int) -> Catalog:
-        return cls(minor, tuple(t for t in CATALOG if t.served_in(minor)))
+    def for_minor(cls, minor: int, crds: Iterable[Mapping[str, Any]] | None = None) -> Catalog:
+        """The built-in kinds of Kubernetes 1.<minor>; given CRD objects (even none), also the
+        customresourcedefinitions kind and the kinds those CRDs define."""
+        types = tuple(t for t in CATALOG if t.served_in(minor))
+        if crds is not None:
+            types += (CRD_TYPE, *crd_types(crds))
+        return cls(minor, types)
+
+    @property
+    def custom_types(self) -> tuple[ResourceType, ...]:
+        return tuple(t for t in self.types if t.custom)
 
     def lookup(self, group: str, version: str, resource: str) -> ResourceType | None:
         for t in self.types:
@@ -240,16 +341,19 @@ class Catalog:
         return None
 
     def group_versions(self) -> dict[str, list[str]]:
-        """Group name → served versions, preferred first (core under "")."""
+        """Group name → versions in discovery, preferred first (core under "")."""
         out: dict[str, list[str]] = {}
         for t in self.types:
+            if not t.discoverable:
+                continue
             versions = out.setdefault(t.group, [])
             if t.version not in versions:
                 versions.append(t.version)
         return out
 
     def resources_of(self, group: str, version: str) -> list[ResourceType]:
-        return [t for t in self.types if t.group == group and t.version == version]
+        """The discoverable kinds of one group version."""
+        return [t for t in self.types if t.group == group and t.version == version and t.discoverable]
 
 
 def parse_minor(version: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import signal
 import sys
@@ -28,25 +29,37 @@ def run_simulate(
     host: str = "127.0.0.1",
     continue_ttl: float = 300.0,
     rbac_file: Path | None = None,
+    custom_objects: int | None = None,
+    operators: tuple[str, ...] | None = None,
     out: TextIO | None = None,
     stop: threading.Event | None = None,
 ) -> int:
     """Serve until SIGINT/SIGTERM (or `stop` is set); one line "<name> <url>" per cluster on `out`.
 
-    Cluster i gets seed `seed + i`, so clusters differ but a run is reproducible. Returns the exit code.
+    Cluster i gets seed `seed + i`, so clusters differ but a run is reproducible. Clusters get the
+    operators' CRDs `fleet_operators(seed, i)` spreads over the fleet (or `operators` on every cluster;
+    () for none), with `custom_objects` custom objects each (default: the spec's). Returns the exit code.
     """
-    from kq_pipeline.simulator.fleet import serve_fleet
-    from kq_pipeline.simulator.objects import ClusterSpec
+    from kq_pipeline.simulator.fleet import fleet_specs, serve_fleet
 
     out = out or sys.stdout
     if clusters < 1:
         print("simulate: need at least one cluster", file=sys.stderr)
         return 2
     extra: dict[str, Any] = {} if k8s_minor is None else {"k8s_minor": k8s_minor}
-    specs = [
-        ClusterSpec(name=n, seed=seed + i, pods=pods, namespaces=namespaces, **extra)
-        for i, n in enumerate(cluster_names(clusters))
-    ]
+    try:
+        specs = fleet_specs(
+            cluster_names(clusters),
+            pods,
+            seed,
+            namespaces=namespaces,
+            custom_objects=custom_objects,
+            operators=operators,
+            **extra,
+        )
+    except ValueError as err:
+        print(f"simulate: {err}", file=sys.stderr)
+        return 2
     rules = yaml.safe_load(rbac_file.read_text()) if rbac_file else None
     stop = stop or threading.Event()
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -67,3 +80,10 @@ def run_simulate(
             for s, handler in previous.items():
                 signal.signal(s, handler)
     return 0
+
+
+def simulate_options(args: argparse.Namespace) -> dict[str, Any]:
+    """run_simulate keywords from `kq simulate`'s --custom-objects and --operators flags."""
+    ops = getattr(args, "operators", None)
+    operators = None if ops is None else tuple(o for o in ops.split(",") if o and o != "none")
+    return {"custom_objects": getattr(args, "custom_objects", None), "operators": operators}

@@ -10,7 +10,7 @@ from typing import Any
 from kq_pipeline.gcpause import gc_paused
 from kq_pipeline.simulator import discovery
 from kq_pipeline.simulator.api import ClusterApi
-from kq_pipeline.simulator.catalog import Catalog, parse_minor
+from kq_pipeline.simulator.catalog import CRD_KEY, CRD_TYPE, Catalog, parse_minor
 from kq_pipeline.simulator.conversions import objects_for
 from kq_pipeline.simulator.faults import FaultController
 from kq_pipeline.simulator.rbac import Authorizer
@@ -21,7 +21,12 @@ DEFAULT_MINOR = 29
 
 
 class SimulatedCluster:
-    """A Kubernetes API server for one cluster. `start()` after `stop()` listens on the same port again."""
+    """A Kubernetes API server for one cluster. `start()` after `stop()` listens on the same port again.
+
+    A "apiextensions.k8s.io/v1/customresourcedefinitions" list in `generated` (even an empty one) makes
+    the cluster serve CRDs and the kinds they define, with the objects under "<group>/<version>/<plural>"
+    (any one served version; the others are converted).
+    """
 
     def __init__(
         self,
@@ -52,7 +57,9 @@ class SimulatedCluster:
         self._ca_pem = ca_pem
         self._token_delay_s = token_delay_s
         self._token = token or secrets.token_urlsafe(32)
-        self.catalog = Catalog.for_minor(self.minor)
+        crds = generated.get(CRD_KEY)
+        self.catalog = Catalog.for_minor(self.minor, crds if isinstance(crds, list) else None)
+        self._crd_lock = threading.Lock()
         with gc_paused():
             served = {rt: objects_for(rt, generated) for rt in self.catalog.types}
             self.store = ClusterStore(served, continue_ttl)
@@ -90,6 +97,27 @@ class SimulatedCluster:
     def git_version(self) -> str:
         return self.version_info["gitVersion"]
 
+    def remove_crd(self, name: str) -> dict[str, Any] | None:
+        """Delete CRD `name` ("certificates.cert-manager.io") and with it its kinds and their objects,
+        as `kubectl delete crd` does; returns the deleted CRD, or None if there is no such CRD.
+
+        Also reachable over HTTP: DELETE /apis/apiextensions.k8s.io/v1/customresourcedefinitions/<name>.
+        """
+        with self._crd_lock:
+            if self.catalog.lookup(CRD_TYPE.group, CRD_TYPE.version, CRD_TYPE.resource) is None:
+                return None
+            gone = self.store.delete(CRD_TYPE, "", name)
+            if gone is None:
+                return None
+            remaining = [e.obj for e in self.store.history(CRD_TYPE).current.entries]
+            catalog = Catalog.for_minor(self.minor, remaining)
+            dropped = [t for t in self.catalog.types if t not in catalog.types]
+            self.catalog = catalog
+            if self.api is not None:
+                self.api.set_catalog(catalog)  # first stop routing to the kinds, then forget their objects
+            self.store.drop(dropped)
+            return gone
+
     def set_rbac_rules(self, rules: Any) -> None:
         """Enforce a Role/ClusterRole manifest (or a list of rules); None turns RBAC off."""
         self._authorizer = Authorizer(rules) if rules is not None else None
@@ -116,6 +144,7 @@ class SimulatedCluster:
                 ca_pem=self._ca_pem,
                 token_delay_s=self._token_delay_s,
             )
+            self.api.crd_deleter = self.remove_crd
             server.api = self.api
             self._server = server
             self._thread = threading.Thread(

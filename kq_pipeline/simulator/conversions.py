@@ -1,7 +1,8 @@
 """Serve a kind at every version a cluster offers from the one version the generator wrote.
 
 A real API server stores one version and converts on read; so do we, for the handful of kinds the
-catalogue offers at two versions (CronJob, PodDisruptionBudget, HPA, Event).
+catalogue offers at two versions (CronJob, PodDisruptionBudget, HPA, Event), and for custom kinds
+served at several versions (istio's VirtualService).
 """
 
 from __future__ import annotations
@@ -110,10 +111,19 @@ CONVERSIONS: dict[str, list[tuple[str, Callable[[Obj], Obj]]]] = {
 
 
 def objects_for(rt: ResourceType, generated: dict[str, list[Obj]]) -> list[Obj]:
-    """The objects to serve for `rt`: the generator's own list, else a converted one, else none."""
+    """The objects to serve for `rt`: the generator's own list, else a converted one, else none.
+
+    A custom kind's versions share one schema (as istio's and most operators' CRDs do, with conversion
+    strategy None), so another version's list is served with only apiVersion rewritten.
+    """
     if rt.key in generated:
         return generated[rt.key]
     for source, convert in CONVERSIONS.get(rt.key, []):
         if source in generated:
             return [convert(o) for o in generated[source]]
+    if rt.custom:
+        for key, objs in generated.items():
+            group, _, rest = key.partition("/")
+            if group == rt.group and rest.partition("/")[2] == rt.resource and isinstance(objs, list):
+                return [_retag(rt.group_version)(o) for o in objs]
     return []

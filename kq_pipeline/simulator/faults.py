@@ -83,7 +83,8 @@ class FaultController:
                 self._unhang.set()
 
     def fail_page(self, resource: str, page: int, code: int = 500, times: int | None = None) -> None:
-        """Answer page `page` of a list of `resource` with a 500 InternalError (or another `code`)."""
+        """Answer page `page` of a list of `resource` with a 500 InternalError (or another `code`; a 403 is
+        worded as RBAC's Forbidden: `fail_page(r, 1, 403)` makes one kind, built-in or custom, unlistable)."""
         with self._lock:
             self._pages.append(_PageFault(resource, int(page), int(code), times))
 

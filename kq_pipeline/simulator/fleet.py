@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import ssl
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -119,6 +120,50 @@ class Fleet:
     def stop(self) -> None:
         for c in self.clusters.values():
             c.stop()
+
+
+OPERATOR_SHARE = 0.6
+"""In a default fleet, each operator is installed on about this share of the clusters."""
+NO_OPERATORS_SHARE = 1 / 6
+"""... and about this share of the clusters has no CRDs at all."""
+
+
+def fleet_operators(seed: int, index: int) -> tuple[str, ...]:
+    """The operators of cluster `index` of a fleet: a different set per cluster, the same for a seed."""
+    from kq_pipeline.simulator.objects.custom import OPERATORS
+
+    rng = random.Random(f"kq-sim-operators:{seed}:{index}")
+    if rng.random() < NO_OPERATORS_SHARE:
+        return ()
+    chosen = tuple(op for op in OPERATORS if rng.random() < OPERATOR_SHARE)
+    return chosen or (rng.choice(OPERATORS),)
+
+
+def fleet_specs(
+    names: list[str],
+    pods: int,
+    seed: int = 0,
+    *,
+    namespaces: int = 5,
+    custom_objects: int | None = None,
+    operators: tuple[str, ...] | None = None,
+    **knobs: Any,
+) -> list[ClusterSpec]:
+    """Specs of a fleet: cluster i gets seed `seed + i` and, unless `operators` is given (() for none),
+    the operators `fleet_operators(seed, i)`. `custom_objects` (per cluster) applies to clusters with
+    operators; None means the spec's default."""
+    from kq_pipeline.simulator.objects import ClusterSpec
+
+    specs = []
+    for i, name in enumerate(names):
+        ops = fleet_operators(seed, i) if operators is None else tuple(operators)
+        extra = {"custom_objects": custom_objects} if ops and custom_objects is not None else {}
+        specs.append(
+            ClusterSpec(
+                name=name, seed=seed + i, pods=pods, namespaces=namespaces, operators=ops, **extra, **knobs
+            )
+        )
+    return specs
 
 
 def serve_fleet(

@@ -75,6 +75,20 @@ class FleetProcess:
         resp.raise_for_status()
         return resp.json()
 
+    def remove_crd(self, cluster: str, name: str) -> dict[str, Any] | None:
+        """Delete CRD `name` (and its kinds and objects) on the child's cluster, as `kubectl delete crd`
+        does; returns the deleted CRD, or None if the cluster has no such CRD."""
+        token, verify = self._credentials(cluster)
+        resp = httpx.delete(
+            f"{self.urls[cluster]}/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=verify,
+        )
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        return resp.json()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self.process.join(timeout)

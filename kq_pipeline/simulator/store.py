@@ -29,23 +29,25 @@ _TYPE_META = ("apiVersion", "kind")
 class Entry:
     """One object and its list-item bytes (serialized on first use or by the warm-up thread)."""
 
-    __slots__ = ("_item", "name", "namespace", "obj")
+    __slots__ = ("_item", "name", "namespace", "obj", "typed")
 
-    def __init__(self, namespace: str, name: str, obj: dict[str, Any]) -> None:
-        self.namespace, self.name, self.obj = namespace, name, obj
+    def __init__(self, namespace: str, name: str, obj: dict[str, Any], typed: bool = False) -> None:
+        self.namespace, self.name, self.obj, self.typed = namespace, name, obj, typed
         self._item: bytes | None = None
 
     @classmethod
-    def of(cls, obj: dict[str, Any]) -> Entry:
+    def of(cls, obj: dict[str, Any], typed: bool = False) -> Entry:
         meta = obj.get("metadata") or {}
-        return cls(meta.get("namespace") or "", meta["name"], obj)
+        return cls(meta.get("namespace") or "", meta["name"], obj, typed)
 
     @property
     def item(self) -> bytes:
-        """The object as a list item: like the real API server, without apiVersion/kind."""
+        """The object as a list item: like the real API server, without apiVersion/kind for built-in
+        kinds, with them (`typed`) for custom resources, which it serves as unstructured objects."""
         item = self._item
         if item is None:
-            item = self._item = orjson.dumps({k: v for k, v in self.obj.items() if k not in _TYPE_META})
+            obj = self.obj if self.typed else {k: v for k, v in self.obj.items() if k not in _TYPE_META}
+            item = self._item = orjson.dumps(obj)
         return item
 
     @property
@@ -190,7 +192,7 @@ class ClusterStore:
         self._revision = max(rvs, default=0) + 1
         self._by_key: dict[str, ResourceHistory] = {}
         for rtype, objs in served.items():
-            snap = Snapshot.build(self._revision, [Entry.of(o) for o in objs])
+            snap = Snapshot.build(self._revision, [Entry.of(o, rtype.custom) for o in objs])
             self._by_key[rtype.key] = ResourceHistory(rtype, snap)
         self.warmed = threading.Event()
         if warm:
@@ -211,6 +213,20 @@ class ClusterStore:
 
     def history(self, rtype: ResourceType) -> ResourceHistory:
         return self._by_key[rtype.key]
+
+    def find(self, rtype: ResourceType) -> ResourceHistory | None:
+        """The resource's history, or None once it was dropped (its CRD deleted)."""
+        return self._by_key.get(rtype.key)
+
+    def drop(self, rtypes: list[ResourceType]) -> int:
+        """Forget resources and their objects, as deleting a CRD does; returns the new revision."""
+        with self._lock:
+            by_key = dict(self._by_key)
+            for rtype in rtypes:
+                by_key.pop(rtype.key, None)
+            self._by_key = by_key
+            self._revision += 1
+            return self._revision
 
     def begin_list(self, rtype: ResourceType) -> tuple[int, Snapshot]:
         with self._lock:
@@ -234,7 +250,7 @@ class ClusterStore:
                 meta = changed.setdefault("metadata", {})
                 meta.setdefault("labels", {})["kq-sim/mutated"] = str(rev)
                 meta["resourceVersion"] = str(rev)
-                entries[0] = Entry.of(changed)
+                entries[0] = Entry.of(changed, rtype.custom)
                 born = copy.deepcopy(changed)
                 rev += 1
                 born["metadata"].update(
@@ -244,7 +260,7 @@ class ClusterStore:
                 )
                 if len(entries) > 1:
                     entries.pop()
-                entries.append(Entry.of(born))
+                entries.append(Entry.of(born, rtype.custom))
             rev += 1
             self._revision = rev
             hist.push(Snapshot.build(rev, entries), time.monotonic(), self.continue_ttl)
@@ -274,7 +290,7 @@ class ClusterStore:
                 meta["uid"] = str(uuid.uuid4())
                 meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             entries = [e for e in hist.current.entries if e.key != key]
-            entries.append(Entry.of(obj))
+            entries.append(Entry.of(obj, rtype.custom))
             hist.push(Snapshot.build(self._revision, entries), time.monotonic(), self.continue_ttl)
             return obj
 

@@ -4,6 +4,10 @@
 "<group_version>/<resource>" (core as "v1"), each list sorted by (namespace, name), plus "version"
 (the /version document, a dict). The same spec gives byte-identical output. The objects share no
 mutable sub-structures, so callers may modify them.
+
+With `spec.operators`, also the CRDs under CRD_KEY ("apiextensions.k8s.io/v1/customresourcedefinitions")
+and each Established custom kind's objects at its preferred version ("cert-manager.io/v1/certificates",
+"networking.istio.io/v1/virtualservices", ...: `custom_keys(spec)`, counts `custom_counts(spec)`).
 """
 
 from __future__ import annotations
@@ -11,12 +15,25 @@ from __future__ import annotations
 from typing import Any
 
 from kq_pipeline.gcpause import gc_paused
-from kq_pipeline.simulator.objects import cluster, config, events, network, policy, storage, workloads
+from kq_pipeline.simulator.catalog import CRD_KEY
+from kq_pipeline.simulator.objects import cluster, config, custom, events, network, policy, storage, workloads
 from kq_pipeline.simulator.objects.config import secret_values
 from kq_pipeline.simulator.objects.ctx import Ctx
+from kq_pipeline.simulator.objects.custom import CUSTOM_KINDS, OPERATORS, custom_counts, custom_keys
 from kq_pipeline.simulator.objects.spec import ClusterSpec
 
-__all__ = ["RESOURCE_KINDS", "ClusterSpec", "generate_objects", "resource_keys", "secret_values"]
+__all__ = [
+    "CRD_KEY",
+    "CUSTOM_KINDS",
+    "OPERATORS",
+    "RESOURCE_KINDS",
+    "ClusterSpec",
+    "custom_counts",
+    "custom_keys",
+    "generate_objects",
+    "resource_keys",
+    "secret_values",
+]
 
 RESOURCE_KINDS: dict[str, tuple[str, bool]] = {
     "v1/componentstatuses": ("ComponentStatus", False),
@@ -106,12 +123,14 @@ def _generate(spec: ClusterSpec) -> dict[str, Any]:
     config.limit_ranges(ctx, app_namespaces)
     config.resource_quotas(ctx, app_namespaces)
     events.events(ctx)
+    version = cluster.version(ctx)
+    custom.generate(ctx, app_namespaces)  # last: the built-in objects do not depend on the operators
     out: dict[str, Any] = {}
-    for key in resource_keys(spec.k8s_minor):
+    for key in [*resource_keys(spec.k8s_minor), *custom_keys(spec)]:
         items = ctx.out.get(key, [])
         items.sort(key=_order)
         out[key] = items
-    out["version"] = cluster.version(ctx)
+    out["version"] = version
     return out
 
 
