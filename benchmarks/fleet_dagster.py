@@ -108,6 +108,53 @@ def _refresh_fleet(
     return wall, run_ids, asset_s, catalog_s, events, event_bytes, rss_mb
 
 
+def _storage_bytes() -> int:
+    """On-disk size of the Dagster storage database (the repo's dagster.yaml, DAGSTER_PG_* env)."""
+    from psycopg.conninfo import make_conninfo
+
+    conninfo = make_conninfo(
+        host=os.environ["DAGSTER_PG_HOST"],
+        port=os.environ["DAGSTER_PG_PORT"],
+        user=os.environ["DAGSTER_PG_USER"],
+        password=os.environ["DAGSTER_PG_PASSWORD"],
+        dbname=os.environ["DAGSTER_PG_DB"],
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("VACUUM")  # what autovacuum does between ticks: deleted rows' space becomes reusable
+        return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+
+def _retention_cycle(instance, job, order: list[str], sizes: Sizes, result: CaseResult) -> None:
+    """Refresh, prune every run as the retention job does, refresh again: the storage must not grow.
+
+    Shows that deletion keeps pace with creation and what it costs (seconds per run deleted)."""
+    from datetime import timedelta
+
+    from kq_pipeline.defs.retention import prune_runs
+
+    n = len(order)
+    before = _storage_bytes()
+    _, run_ids, *_ = _refresh_fleet(instance, job, order, sizes)
+    first = _storage_bytes()
+    t0 = time.perf_counter()
+    pruned = prune_runs(instance, timedelta(0), max_runs=len(run_ids) * 4)
+    prune_s = time.perf_counter() - t0
+    _refresh_fleet(instance, job, order, sizes)
+    second = _storage_bytes()
+    result.add("Dagster storage on disk per cluster refresh", "bytes", [(first - before) / n])
+    result.add("retention: seconds per run deleted", "s", [prune_s / max(1, pruned.deleted)])
+    result.add(
+        "retention: storage after prune + refresh / after refresh",
+        "x",
+        [second / first],
+        note="1.0 = flat: the next refresh reuses the space the deleted runs freed",
+    )
+    result.params["retention_runs_deleted"] = pruned.deleted
+    result.targets.append(
+        Target("storage flat under retention", second / first, 1.1, "x", higher_is_better=False)
+    )
+
+
 def _rss_mb() -> float:
     """This process's resident set now (not the peak): whether it grows with the clusters refreshed."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -169,12 +216,19 @@ def _postgres_instance_env(dsn: str, home: Path) -> Iterator[None]:
 
 
 def run_postgres_storage(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
-    """Case 3 with the deployment's Dagster storage (PostgreSQL, pooled) instead of sqlite."""
-    return run(dsn, sizes, work_dir, postgres_storage=True)
+    """Case 3 with the deployment's Dagster storage (PostgreSQL, pooled) instead of sqlite, then the
+    retention cycle (refresh, prune, refresh) on that storage."""
+    return run(dsn, sizes, work_dir, postgres_storage=True, retention=True)
 
 
 def run(
-    dsn: str, sizes: Sizes, work_dir: Path, *, postgres_storage: bool = False, case: str | None = None
+    dsn: str,
+    sizes: Sizes,
+    work_dir: Path,
+    *,
+    postgres_storage: bool = False,
+    retention: bool = False,
+    case: str | None = None,
 ) -> CaseResult:
     from dagster import DagsterInstance
 
@@ -242,6 +296,8 @@ def run(
             catalog.append(catalog_s)
             ideal.append(sum(per_cluster) / sizes.fleet_concurrency)
             per_cluster_all.extend(per_cluster)
+        if postgres_storage and retention:
+            _retention_cycle(instance, job, order, sizes, result)
         instance.dispose()
     result.add("wall time, whole fleet", "s", walls)
     result.add("wall per cluster", "s", [w / n for w in walls])

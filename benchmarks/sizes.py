@@ -35,6 +35,9 @@ class Sizes:
     thousand_clusters: int = 1_000
     thousand_pods: int = 50
     """Case 5: many tiny clusters, to see what grows with the cluster count."""
+    mechanism_pods: int = 10_000
+    mechanism_repeats: int = 5
+    """Case 8: samples per variant (each a fresh process listing `mechanism_pods` pods)."""
     query_fleet_scale: float = 1.0
     """Fraction of ORIGINAL_FLEET's pod counts loaded for case 4."""
     query_repeats: int = 7
@@ -67,4 +70,6 @@ QUICK = Sizes(
     thousand_pods=5,
     query_fleet_scale=0.02,
     query_repeats=3,
+    mechanism_pods=300,
+    mechanism_repeats=1,
 )

@@ -1,7 +1,8 @@
 """`python -m benchmarks` at a tiny size: each case runs against a real PostgreSQL and a simulated fleet
 and reports sane numbers. Timing targets are not judged here (see benchmarks/README.md).
 
-Cases 1 (a child process per repeat) and 3 (Dagster runs) take 10-20 s even when tiny: marked slow."""
+Cases 1 (a child process per repeat) and 3 (Dagster runs) take 10-20 s even when tiny, case 7 (the
+daemon, waiting for its schedule's tick at a minute boundary) 40-100 s: marked slow."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ TINY = Sizes(
     fleet_concurrency=2,
     query_fleet_scale=0.004,
     query_repeats=1,
+    mechanism_pods=60,
+    mechanism_repeats=1,
 )
 
 
@@ -68,6 +71,37 @@ def test_fleet_refresh_through_dagster_accounts_for_every_cluster(pg_server_dsn:
     assert result["params"]["clusters"] == TINY.fleet_clusters
     per_cluster = next(m for m in result["metrics"] if m["name"] == "per-cluster extract+load (all clusters)")
     assert len(per_cluster["samples"]) == TINY.fleet_clusters
+
+
+@pytest.mark.slow
+def test_fleet_refresh_as_deployed_runs_the_schedules_batches_through_the_daemon(pg_server_dsn: str) -> None:
+    result = _run("7", pg_server_dsn)
+    params = result["params"]
+    assert params["clusters"] == TINY.fleet_clusters and params["runs"] == 1  # one batch of <= 25
+    assert params["run_coordinator"] == "QueuedRunCoordinator" and params["max_concurrent_runs"] == 4
+    medians = {m["name"].strip(): m["median"] for m in result["metrics"]}
+    assert medians["sum of refresh_clusters spans (kq_loads)"] <= medians["sum of run durations"]
+    assert (
+        medians["run duration (started -> ended), per run"]
+        <= medians["wall time, first run created -> last run ended"]
+    )
+
+
+@pytest.mark.slow
+def test_fleet_refresh_on_postgres_storage_shows_the_storage_flat_under_retention(pg_server_dsn: str) -> None:
+    result = _run("3p", pg_server_dsn)
+    assert result["params"]["retention_runs_deleted"] >= 1
+    medians = {m["name"].strip(): m["median"] for m in result["metrics"]}
+    assert medians["Dagster storage on disk per cluster refresh"] > 0
+    assert medians["retention: storage after prune + refresh / after refresh"] > 0
+
+
+def test_each_speed_mechanism_is_measured_on_and_off(pg_server_dsn: str) -> None:
+    result = _run("8", pg_server_dsn)
+    names = {m["name"] for m in result["metrics"]}
+    for mechanism in ("list_meta", "gc_pause", "gofast", "memo"):
+        assert f"{mechanism}: on/off gain, CPU" in names
+    assert "simulator GC pause: on/off gain" in names
 
 
 def test_fleet_queries_run_on_our_schema_and_the_original_one(pg_server_dsn: str) -> None:
