@@ -272,7 +272,7 @@ class PageRows:
             page.write_bytes(body)
             try:
                 self._pending.append(_Spooled(pool.submit(_build_spooled, str(page), *self._args), page))
-            except BrokenProcessPool:
+            except (BrokenProcessPool, RuntimeError):  # RuntimeError: the pool was shut down meanwhile
                 page.unlink(missing_ok=True)
                 _discard_pool(pool)
                 self._pending.append(self._inline(body))
