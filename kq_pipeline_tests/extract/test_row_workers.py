@@ -269,7 +269,7 @@ def test_building_rows_makes_no_reference_cycles_so_workers_may_run_without_the_
 
 
 def test_a_pool_shut_down_while_a_list_is_in_flight_leaves_its_pages_to_be_built_inline(
-    pods: list[dict[str, Any]], one_worker: None, monkeypatch: pytest.MonkeyPatch
+    pods: list[dict[str, Any]], one_worker: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Ctrl-C (or exit) shuts the pool down while other threads are still listing: their next pages
     must not fail with "cannot schedule new futures after shutdown"."""
@@ -278,9 +278,10 @@ def test_a_pool_shut_down_while_a_list_is_in_flight_leaves_its_pages_to_be_built
     closed = ProcessPoolExecutor(max_workers=1)
     closed.shutdown()
     monkeypatch.setattr(row_workers, "_pool", lambda workers: closed)
+    monkeypatch.setattr(row_workers, "_SPOOL", tmp_path)
     pages = bodies(pods, 20)
     rows = PageRows(POD_TABLES, "rw", "uid-1", NOW, inline, parallel=True)
     assert run_pages(rows, pages) == run_pages(
         PageRows(POD_TABLES, "rw", "uid-1", NOW, inline, parallel=False), pages
     )
-    assert rows.pages_by_workers == 0
+    assert rows.pages_by_workers == 0 and list(tmp_path.iterdir()) == []  # no page file left behind
