@@ -99,7 +99,7 @@ def test_fleet_refresh_on_postgres_storage_shows_the_storage_flat_under_retentio
 def test_each_speed_mechanism_is_measured_on_and_off(pg_server_dsn: str) -> None:
     result = _run("8", pg_server_dsn)
     names = {m["name"] for m in result["metrics"]}
-    for mechanism in ("list_meta", "gc_pause", "gofast", "memo"):
+    for mechanism in ("list_meta", "gc_pause", "memo"):
         assert f"{mechanism}: on/off gain, CPU" in names
     assert "simulator GC pause: on/off gain" in names
 

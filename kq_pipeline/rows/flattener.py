@@ -382,8 +382,8 @@ _COMPILE_LOCK = threading.Lock()
 def compile_tables(names: tuple[str, ...], *, general_json: bool = False) -> RowBuilder:
     """A function(objects, outs, cluster_name, cluster_uid, now_rfc3339) filling outs[k] for names[k].
 
-    `general_json` renders JSON columns with the general Go encoders only (no memo, no orjson fast
-    path): the reference the fast paths are tested against.
+    `general_json` renders JSON columns with the general Go encoders only (no memo): the reference
+    the memoising renderers are tested against.
 
     Compiled once per table set; extraction lists tables from several threads, hence the lock."""
     with _COMPILE_LOCK:

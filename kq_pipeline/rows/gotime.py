@@ -2,7 +2,11 @@
 
 Go parses RFC3339 with any offset and fraction; Time keeps whole seconds on output, MicroTime keeps
 microseconds. Go's zero time (0001-01-01T00:00:00Z) is "0" in a row and `null` in JSON. Results are
-cached by input string: a cluster has few distinct timestamps compared with the values read.
+cached by input string: a cluster has few distinct timestamps compared with the values read. A cache
+that reaches _CACHE_LIMIT entries starts afresh: timestamps differ from cluster to cluster and from
+poll to poll, so a cache that only stopped growing (as it did) kept ~30 MB of old timestamps per
+cache (~150 bytes an entry) and grew with the number of clusters until then (~270 entries per
+50-pod cluster).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ _SECOND = timedelta(seconds=1)
 _unix_cache: dict[str, str] = {}
 _json_cache: dict[str, str] = {}
 _micro_cache: dict[str, str] = {}
-_CACHE_LIMIT = 200_000
+_CACHE_LIMIT = 50_000
 
 
 class InvalidTimeError(ValueError):
@@ -54,8 +58,9 @@ def _canonical(text: str) -> datetime | None:
 
 
 def _remember(cache: dict[str, str], key: str, value: str) -> str:
-    if len(cache) < _CACHE_LIMIT:
-        cache[key] = value
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
     return value
 
 

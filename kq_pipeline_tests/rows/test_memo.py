@@ -38,3 +38,37 @@ def test_a_column_of_unique_values_stops_memoising_after_the_trial() -> None:
         assert render({"id": str(n)}) == f'{{"id":"{n}"}}'
     assert len(plains) == 1
     assert render({"id": "x"}) == plains[0]({"id": "x"}) == '{"id":"x"}'  # type: ignore[operator]
+
+
+def test_memo_keys_are_right_sized() -> None:
+    """orjson's `dumps` result keeps its ~4 KB growth buffer; a memo must not keep that buffer alive."""
+    import gc
+    import tracemalloc
+
+    render = memo.memo_encoder("map[string]string")
+    values = [{"k": str(n)} for n in range(500)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for v in values:
+            render(v)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 500 * 400  # ~200 bytes an entry; with orjson's buffers as keys it was > 4,000
+
+
+def test_the_memos_together_hold_at_most_max_bytes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(memo, "MAX_BYTES", 50_000)
+    monkeypatch.setattr(memo, "TRIAL", 10**9)  # unique values: keep memoising, to fill the memos
+    memo.clear_all()
+    renders = [memo.memo_encoder("map[string]string") for _ in range(3)]
+    for n in range(3000):
+        value = {"id": str(n % 900), "pad": "x" * 40}
+        for render in renders:
+            assert render(value) == _general("map[string]string", value)
+            assert memo.held_bytes() <= memo.MAX_BYTES
+    assert memo.held_bytes() > 0
+    memo.clear_all()
+    assert memo.held_bytes() == 0
