@@ -24,7 +24,7 @@ import yaml
 from kq_pipeline.inventory import Cluster, InventoryError, name_from_context, validate_name
 from kq_pipeline.kube.access import ClusterAccess
 from kq_pipeline.kube.kubeconfig import access_from_kubeconfig
-from kq_pipeline.registry import TABLES
+from kq_pipeline.registry import KUBEQUERY_TABLES
 
 READER = "kq-reader"
 """Name of the namespace, ServiceAccount, ClusterRole and ClusterRoleBinding on every target."""
@@ -40,12 +40,14 @@ class RegisterError(InventoryError):
 
 
 def reader_rules() -> list[dict[str, Any]]:
-    """The read-only rules the 51 tables need: `list` on each source resource, by API group.
+    """The read-only rules kubequery's 51 tables need: `list` on each source resource, by API group.
 
     Plus `get` on the kube-system namespace alone (its uid is the cluster uid) and on discovery.
+    The custom-resource tables (CRDs and the selected custom groups) are not granted yet: without
+    those rules they fail with a permission error naming them, and the other tables load.
     """
     by_group: dict[str, set[str]] = {}
-    for t in TABLES.values():
+    for t in KUBEQUERY_TABLES.values():
         src = t.source
         if src.resource:
             group = "" if src.api_group in (None, "core") else src.api_group

@@ -55,6 +55,7 @@ GROUP_DESCRIPTIONS = {
     "storage": "storage.k8s.io: storage classes, CSI drivers and nodes, volume attachments",
     "admissionregistration": "mutating and validating admission webhooks",
     "discovery": "server version and API resources (discovery)",
+    "custom": "custom resources: every CRD, and the objects of the selected established kinds",
 }
 
 
@@ -108,7 +109,8 @@ table_specs = [
     AssetSpec(
         AssetKey(name),
         deps=[group_key(t.asset_group)],
-        description=f"kubequery table {name} for every cluster (one snapshot per cluster_name).",
+        description=f"{'kubequery' if t.kubequery else 'kq-pipeline'} table {name} for every cluster "
+        "(one snapshot per cluster_name).",
         group_name="tables",
         kinds={"postgres"},
         metadata={"dagster/column_schema": _column_schema(name), "dagster/table_name": f"public.{name}"},
