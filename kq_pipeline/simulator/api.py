@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,8 @@ class ClusterApi:
         self.writes = Writes(catalog, store, self.tokens)
         self.crd_deleter: Callable[[str], dict[str, Any] | None] | None = None
         """Deletes a CRD (and its kinds and objects) by name; set by the cluster. None: CRDs are read-only."""
+        self.request_log: deque[str] | None = None
+        """"GET /api/v1/pods" per API request (no query, no control endpoint); set by the cluster."""
         self._version_doc = orjson.dumps(version)
         self._server_address = server_address
         self.catalog = catalog
@@ -115,6 +118,8 @@ class ClusterApi:
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         if path.startswith("/_sim/"):
             return self._control(req, path)
+        if self.request_log is not None:
+            self.request_log.append(f"{req.method} {path}")
         self.faults.wait_latency()
         if self.faults.hanging and not self.faults.wait_while_hanging(self.stopping):
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import ssl
 import threading
+from collections import deque
 from typing import Any
 
 from kq_pipeline.gcpause import gc_paused
@@ -18,6 +19,7 @@ from kq_pipeline.simulator.server import ApiHttpServer
 from kq_pipeline.simulator.store import ClusterStore
 
 DEFAULT_MINOR = 29
+REQUEST_LOG_SIZE = 100_000
 
 
 class SimulatedCluster:
@@ -72,6 +74,9 @@ class SimulatedCluster:
         self._reopen: threading.Timer | None = None
         self._refused = False
         self.api: ClusterApi | None = None
+        self.request_log: deque[str] = deque(maxlen=REQUEST_LOG_SIZE)
+        """The API requests served, oldest first, as "GET /apis/cert-manager.io/v1/certificates" (no
+        query string); tests read it to prove what a client asked for (and what it did not)."""
 
     def __repr__(self) -> str:
         return f"SimulatedCluster(name={self.name!r}, url={self.url!r}, running={self.running})"
@@ -145,6 +150,7 @@ class SimulatedCluster:
                 token_delay_s=self._token_delay_s,
             )
             self.api.crd_deleter = self.remove_crd
+            self.api.request_log = self.request_log
             server.api = self.api
             self._server = server
             self._thread = threading.Thread(
