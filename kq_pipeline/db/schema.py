@@ -110,7 +110,8 @@ CREATE OR REPLACE VIEW kq_latest_loads AS
     SELECT DISTINCT ON (cluster_name, table_name) *
     FROM kq_loads
     ORDER BY cluster_name, table_name, finished_at DESC, id DESC;
-COMMENT ON VIEW kq_latest_loads IS 'The latest load (success or failure) of every cluster x table.';"""
+COMMENT ON VIEW kq_latest_loads IS
+    'The latest load (success, failed or excluded) of every cluster x table.';"""
 
 
 def column_type(column: Column) -> str:

@@ -15,11 +15,14 @@ from typing import Any
 import pytest
 
 from kq_pipeline.collect import Collect
+from kq_pipeline.extract.custom import list_version
+from kq_pipeline.extract.discovery import Discovery
 from kq_pipeline.extract.native import extract_cluster
 from kq_pipeline.extract.result import ClusterExtract
 from kq_pipeline.kube.kubeconfig import access_from_kubeconfig
 from kq_pipeline.registry import CUSTOM_RESOURCE_DEFINITIONS_TABLE as CRDS
 from kq_pipeline.registry import CUSTOM_RESOURCES_TABLE as CRS
+from kq_pipeline.rows.custom import CustomKind
 from kq_pipeline.simulator import Fleet, SimulatedCluster, serve_fleet
 from kq_pipeline.simulator.objects import CUSTOM_KINDS, OPERATORS, ClusterSpec, custom_counts
 from kq_pipeline.simulator.objects.custom import KINDS
@@ -180,3 +183,36 @@ def test_a_cluster_without_crds_served_has_empty_tables_with_a_note_and_no_crd_r
     for table in (CRDS, CRS):
         assert out.tables[table].rows == [] and "is not served" in (out.tables[table].note or "")
     assert not [r for r in plain.request_log if "customresourcedefinitions" in r]
+
+
+def _crd(versions: list[tuple[str, bool]]) -> dict[str, Any]:
+    return {"spec": {"versions": [{"name": v, "served": served} for v, served in versions]}}
+
+
+VS = CustomKind(
+    "networking.istio.io", "VirtualService", "virtualservices", True, "virtualservices.networking.istio.io"
+)
+
+
+def _discovery(preferred: str, served: list[str]) -> Discovery:
+    lists = [
+        {
+            "groupVersion": f"networking.istio.io/{v}",
+            "resources": [{"name": "virtualservices", "kind": "VirtualService"}],
+        }
+        for v in served
+    ]
+    return Discovery(resource_lists=lists, preferred={"networking.istio.io": preferred})
+
+
+def test_the_listed_version_is_discoverys_preferred_else_its_highest_else_the_crds_highest() -> None:
+    crd = _crd([("v1alpha3", True), ("v1beta1", True), ("v1", True)])
+    assert list_version(_discovery("v1", ["v1", "v1beta1", "v1alpha3"]), crd, VS) == ("v1", None)
+    # the group's preferred version does not serve this kind: the highest that does
+    assert list_version(_discovery("v2", ["v1beta1", "v1alpha3"]), crd, VS) == ("v1beta1", None)
+    # discovery does not show the kind (its group's discovery failed, say): the CRD's highest served
+    version, note = list_version(
+        Discovery(), _crd([("v1alpha3", True), ("v1beta1", True), ("v2", False)]), VS
+    )
+    assert version == "v1beta1" and note == "not in discovery: listed at the CRD's highest served version"
+    assert list_version(Discovery(), _crd([("v1", False)]), VS) == (None, None)
