@@ -1,10 +1,11 @@
-"""The assets: one partitioned asset per Kubernetes API group, and the 51 tables as catalog entries.
+"""The assets: one partitioned asset per Kubernetes API group (plus "custom": custom resources), and
+every fleet table (kubequery's 51 and the two custom-resource tables) as a catalog entry.
 
 Why groups and not tables: every asset-partition materialization costs Dagster 30-80 ms of
 bookkeeping, so 51 per-table assets would cost seconds per cluster before any data moves. The
 group assets are one subsettable multi-asset, so one op lists a cluster once for all selected groups.
 A run may carry many clusters (a backfill batch); each cluster gets its own materialization and check
-evaluation, and the run fails at the end, naming them, if any cluster failed. The 51 table entries get
+evaluation, and the run fails at the end, naming them, if any cluster failed. The table entries get
 one materialization per run (not per cluster) with the table's fleet-wide row count, so the catalog
 shows when each table was last loaded and how big it is.
 """

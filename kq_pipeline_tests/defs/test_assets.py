@@ -1,5 +1,5 @@
 """What a refresh run leaves in Dagster: per-cluster group materializations and checks, every output the
-framework expects, and the 51 table entries stamped with their fleet-wide row counts.
+framework expects, and the table entries stamped with their fleet-wide row counts.
 
 The refresh job runs in-process against a simulated fleet and a real PostgreSQL, as `kq load` runs it.
 """
@@ -85,7 +85,7 @@ def _events(instance: DagsterInstance, run_id: str, kind: DagsterEventType) -> l
 
 
 def _table_materializations(instance: DagsterInstance, run_id: str) -> dict[str, dict[str, object]]:
-    """table -> metadata values, of the run's materializations of the 51 table entries."""
+    """table -> metadata values, of the run's materializations of the table entries."""
     out: dict[str, dict[str, object]] = {}
     for event in _events(instance, run_id, DagsterEventType.ASSET_MATERIALIZATION):
         m = event.step_materialization_data.materialization
