@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 
 import orjson
+import pytest
 
 from kq_pipeline.rows.custom import CustomKind, crd_kind, crd_row, custom_resource_row, served_versions
-from kq_pipeline.rows.gojson import escape_html
-from kq_pipeline.rows.unstructured import go_json
+from kq_pipeline.rows.gojson import escape_html, go_float
+from kq_pipeline.rows.unstructured import _encode, go_json
 from kq_pipeline.simulator.objects import OPERATORS, ClusterSpec, generate_objects
 from kq_pipeline.simulator.objects.custom import CRD_KEY
 
@@ -39,6 +40,64 @@ def test_go_json_falls_back_for_values_orjson_refuses() -> None:
     assert go_json({"big": 2**70}) == '{"big":1180591620717411303424}'
     lone = json.dumps({"s": "\ud800"}, ensure_ascii=False, separators=(",", ":"))
     assert go_json({"s": "\ud800"}) == escape_html(lone)  # the frame replaces the surrogate later
+
+
+# Go's encoding/json output for float64 values (floatEncoder: strconv 'f' with the shortest digits,
+# 'e' below 1e-6 and from 1e21 on, a one-digit negative exponent), as json.Marshal writes them.
+GO_FLOATS = {
+    1.0: "1",
+    -3.0: "-3",
+    100.0: "100",
+    0.5: "0.5",
+    -2.25: "-2.25",
+    0.1: "0.1",
+    3.14159: "3.14159",
+    1e16: "10000000000000000",
+    1.2345678901234568e20: "123456789012345680000",
+    9.999999999999999e20: "999999999999999900000",
+    1e21: "1e+21",
+    1.5e300: "1.5e+300",
+    0.00001: "0.00001",
+    0.000001: "0.000001",
+    5e-6: "0.000005",
+    9.99e-6: "0.00000999",
+    1e-7: "1e-7",
+    2.5e-10: "2.5e-10",
+    5e-324: "5e-324",
+    1.7976931348623157e308: "1.7976931348623157e+308",
+}
+
+
+def test_floats_render_as_go_writes_them() -> None:
+    for value, go in GO_FLOATS.items():
+        assert go_float(value) == go, value
+        assert go_json({"v": value}) == f'{{"v":{go}}}', value
+        assert go_json([value]) == f"[{go}]" and go_json(value) == go
+    assert go_float(-0.0) == "-0" and go_float(0.0) == "0"
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            go_float(bad)
+
+
+def test_an_integral_float_in_a_custom_object_reads_as_go_writes_it() -> None:
+    """`1.0` in an object (the simulator's, or a client's that wrote floats) is `1`, as a Go client
+    marshalling the unstructured object writes it; the rest of the value is unchanged."""
+    obj = {"weight": 1.0, "ratio": 0.25, "replicas": 3, "name": "x:1.0,", "nested": [{"t": 2e16}]}
+    text = go_json(obj)
+    assert text == '{"name":"x:1.0,","nested":[{"t":20000000000000000}],"ratio":0.25,"replicas":3,"weight":1}'
+    assert json.loads(text) == obj
+    assert go_json({"name": "x:1.0,", "n": 1}) == '{"n":1,"name":"x:1.0,"}'  # a look-alike string
+
+
+def test_go_json_equals_orjson_where_go_and_orjson_agree() -> None:
+    """The exact encoder (used when a float needs Go's formatting) writes everything else as orjson does."""
+    value = {
+        "s": 'tab\tnl\ncr\r\x00\x1f\x7f é 😀 "q" \\',
+        "n": [0, -1, 2**63 - 1, True, False, None],
+        "m": {"é": {}, "a": [], "Z": "z"},
+        "f": 0.5,
+    }
+    assert _encode(value) == orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def test_a_crd_row_has_its_names_served_versions_storage_version_and_conditions() -> None:
