@@ -48,6 +48,8 @@ class TableOutcome:
     """Not collected for this cluster (its selection, or the extractor has no such table)."""
     rows_kept: int = 0
     """Previous rows of failed parts (custom kinds) left in place; included in rows_loaded."""
+    parts: dict[tuple[str, ...], int] | None = None
+    """Rows the snapshot holds per part (custom resources: per (api_group, kind)), kept ones included."""
 
     @property
     def ok(self) -> bool:
@@ -256,6 +258,7 @@ def _load_table(
         te.duration_s + (time.perf_counter() - t0),
         note=result.note,
         rows_kept=result.rows_kept,
+        parts=result.parts,
     )
 
 

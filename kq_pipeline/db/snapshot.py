@@ -22,6 +22,7 @@ Two variations on the whole-snapshot rule:
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +59,9 @@ class LoadResult:
     """Previous rows of failed parts left in place (see `keep`)."""
     note: str | None = None
     """The note recorded in kq_loads (the caller's, plus what was kept)."""
+    parts: dict[tuple[str, ...], int] | None = None
+    """For a table with `kept_by` columns: the rows the snapshot holds per part (custom resources: per
+    (api_group, kind)), copied or kept; a kept part with no previous rows counts 0. None otherwise."""
 
 
 def replace_snapshot(
@@ -109,6 +113,7 @@ def replace_snapshot(
                 copy.write_row(row)
         kept_rows = sum(kept.values())
         loaded = cur.rowcount + kept_rows  # what the cluster's snapshot of the table holds now
+        parts = _part_counts(frame, spec.kept_by, kept, keep) if spec.kept_by else None
         cur.execute(
             INSERT_LOAD_SQL,
             _load_row(
@@ -130,7 +135,21 @@ def replace_snapshot(
         duration_s=time.perf_counter() - t0,
         rows_kept=kept_rows,
         note=note,
+        parts=parts,
     )
+
+
+def _part_counts(
+    frame: pd.DataFrame,
+    kept_by: tuple[str, ...],
+    kept: Mapping[tuple[str, ...], int],
+    keep: Mapping[tuple[str, ...], str] | None,
+) -> dict[tuple[str, ...], int]:
+    """Rows per part: the frame's (counted in memory, no query) plus the kept ones'."""
+    counts = Counter(zip(*(frame[c].to_numpy() for c in kept_by), strict=True)) if len(frame) else Counter()
+    for key in keep or ():
+        counts[key] += kept.get(key, 0)
+    return dict(sorted(counts.items()))
 
 
 def _delete_except(

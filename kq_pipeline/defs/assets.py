@@ -44,6 +44,9 @@ from kq_pipeline.registry import ASSET_GROUPS, TABLES
 ASSET_PREFIX = "kubequery"
 MAX_CLUSTERS_PER_RUN = 25
 MAX_DROP_RATIO = 0.5
+KINDS_METADATA = "kinds"
+"""The custom group's materialization: rows per custom kind, {"cert-manager.io/Certificate": 120, ...}
+(one JSON entry: the event is written once per cluster and refresh, so it stays one small value)."""
 
 GROUP_DESCRIPTIONS = {
     "core": "Core API (v1) objects, plus events.k8s.io Events",
@@ -134,6 +137,10 @@ def _materialization(group: str, outcome: ClusterOutcome) -> AssetMaterializatio
     notes = {t: outcome.tables[t].note for t in ASSET_GROUPS[group] if outcome.tables[t].note}
     if notes:
         metadata["notes"] = MetadataValue.json(notes)
+    for t in ASSET_GROUPS[group]:  # custom resources: rows per kind ("group/Kind"), kept kinds included
+        parts = outcome.tables[t].parts
+        if parts is not None:
+            metadata[KINDS_METADATA] = MetadataValue.json({"/".join(key): n for key, n in parts.items()})
     return AssetMaterialization(asset_key=group_key(group), partition=outcome.cluster, metadata=metadata)
 
 

@@ -250,6 +250,7 @@ def test_a_failed_kind_keeps_its_previous_rows_and_the_others_are_replaced(pg_ds
             conn, CR, "c1", fresh, run_id="r2", started_at=T0, rows_extracted=4, note="n1", keep=why
         )
         assert (result.rows_loaded, result.rows_kept) == (8, 4)  # what the snapshot holds: 4 new + 4 kept
+        assert result.parts == {APP: 1, CERT: 3, ISSUER: 4}  # per kind, kept ones included
         got = custom_snapshot(conn, "c1")
         assert got[CERT] == {"g1-Certificate-0", "g1-Certificate-1", "g1-Certificate-2"}  # kept
         assert got[APP] == {"g1-Application-0"}  # kept
@@ -286,6 +287,17 @@ def test_only_tables_with_kept_by_columns_can_keep_rows(pg_dsn):
                 rows_extracted=1,
                 keep={("x",): "y"},
             )
+
+
+def test_a_kind_that_failed_before_it_ever_loaded_counts_zero_rows(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        fresh = to_frame(CR, objects({ISSUER: 2}), cluster_name="c1")
+        result = replace_snapshot(
+            conn, CR, "c1", fresh, run_id="r1", started_at=T0, rows_extracted=2, keep={CERT: "403"}
+        )
+        plain = load(conn, "c1", pods(3))
+    assert result.parts == {CERT: 0, ISSUER: 2} and result.rows_kept == 0
+    assert plain.parts is None  # a table replaced whole has no parts
 
 
 # -- excluded tables: emptied for the cluster, recorded as such --------------------------------------
