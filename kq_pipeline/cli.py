@@ -158,16 +158,26 @@ def cmd_clusters_add(args: argparse.Namespace) -> int:
 
 def cmd_clusters_register(args: argparse.Namespace) -> int:
     from kq_pipeline import inventory
+    from kq_pipeline.collect import collect_from_mapping, merged
     from kq_pipeline.register import register_cluster
 
     token_dir = Path(args.token_dir).expanduser() if args.token_dir else kq_home() / "tokens"
+    name = inventory.validate_name(args.name) if args.name else inventory.name_from_context(args.context)
+    _, conn = _connect_with_schema()
+    with conn:
+        # The selection: these options over the one stored for this cluster (registering again keeps it).
+        stored = inventory.get_cluster(conn, name)
+        base = stored.collect.to_json() if stored else None
+    collect = collect_from_mapping(merged(base, _collect_options(args)), f"cluster {name}")
     cluster = register_cluster(
         Path(args.kubeconfig).expanduser(),
         args.context,
-        name=args.name,
+        name=name,
         dry_run=args.dry_run,
         token_dir=token_dir,
         out=sys.stdout,
+        collect=collect,
+        custom_rbac=args.custom_rbac,
     )
     if cluster is None:  # dry run: the manifests were printed, nothing changed
         return 0
@@ -175,7 +185,10 @@ def cmd_clusters_register(args: argparse.Namespace) -> int:
     with conn:
         inventory.upsert_clusters(conn, [cluster])
         _sync_partitions([c.name for c in inventory.active_clusters(conn)])
-    print(f"registered {cluster.name}  {cluster.server}  (token file {cluster.token_file})")
+    print(
+        f"registered {cluster.name}  {cluster.server}  (token file {cluster.token_file}; collect: "
+        f"{cluster.collect.summary()})"
+    )
     return 0
 
 
@@ -433,6 +446,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(clusters=args.clusters, ui=not args.no_ui, port=args.port, kq=main)
 
 
+def _add_collect_options(parser: argparse.ArgumentParser, replaces: str) -> None:
+    """The selection options of `kq clusters add` and `kq clusters register`."""
+    what = f"(repeatable or comma-separated; '!' excludes; {replaces})"
+    parser.add_argument("--tables", action="append", metavar="PATTERN", help=f"tables to collect {what}")
+    parser.add_argument(
+        "--custom-kinds", action="append", metavar="PATTERN", help=f"custom kinds, group/Kind globs {what}"
+    )
+    parser.add_argument(
+        "--exclude-namespaces", action="append", metavar="PATTERN", help=f"namespaces not stored {what}"
+    )
+    parser.add_argument(
+        "--max-objects-per-kind", type=int, metavar="N", help="custom kinds with more objects are not loaded"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kq", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -461,17 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--ca-file", help="CA certificate of the API server")
     add.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify TLS (logged)")
     add.add_argument("--extractor", choices=["native", "kubequery"], default="native")
-    what = "(repeatable or comma-separated; '!' excludes; replaces the file's setting)"
-    add.add_argument("--tables", action="append", metavar="PATTERN", help=f"tables to collect {what}")
-    add.add_argument(
-        "--custom-kinds", action="append", metavar="PATTERN", help=f"custom kinds, group/Kind globs {what}"
-    )
-    add.add_argument(
-        "--exclude-namespaces", action="append", metavar="PATTERN", help=f"namespaces not stored {what}"
-    )
-    add.add_argument(
-        "--max-objects-per-kind", type=int, metavar="N", help="custom kinds with more objects are not loaded"
-    )
+    _add_collect_options(add, "replaces the file's setting")
     add.set_defaults(func=cmd_clusters_add)
     reg = cl.add_parser("register", help="create a read-only reader on a target cluster and add it")
     reg.add_argument("--kubeconfig", required=True, help="kubeconfig with admin rights on the target")
@@ -479,6 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--name", help="cluster name (default: from the context)")
     reg.add_argument("--dry-run", action="store_true", help="print the RBAC objects, change nothing")
     reg.add_argument("--token-dir", help="where to write the reader's token file (default $KQ_HOME/tokens)")
+    _add_collect_options(reg, "replaces the stored setting; the reader is granted what it collects")
+    reg.add_argument(
+        "--custom-rbac",
+        choices=["kinds", "groups"],
+        default="kinds",
+        help="grant each selected custom kind present now (default; a CRD installed later needs registering "
+        "again), or every resource of each selected custom group",
+    )
     reg.set_defaults(func=cmd_clusters_register)
     cl.add_parser("list", help="list active clusters").set_defaults(func=cmd_clusters_list)
     rm = cl.add_parser("remove", help="retire clusters")

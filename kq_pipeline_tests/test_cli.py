@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from kq_pipeline.cli import main
 from kq_pipeline.load_output import LoadConsole
@@ -150,6 +151,35 @@ def test_register_a_target_then_load_it_with_the_reader_token(
     (token_file,) = _query(kq_env, "SELECT token_file FROM kq_clusters WHERE name = 'prod-1'")[0]
     assert Path(token_file).parent == tmp_path / "tokens"
     assert _query(kq_env, "SELECT count(*) FROM kubernetes_pods WHERE cluster_name = 'prod-1'") == [(20,)]
+
+
+def test_register_with_a_selection_grants_what_it_collects_and_registering_again_keeps_it(
+    kq_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = ClusterSpec(name="ops", seed=4, pods=10, operators=("cert-manager", "argocd"), custom_objects=20)
+    with serve_fleet([spec]) as fleet:
+        admin = fleet.write_kubeconfig(tmp_path / "admin.yaml")
+        args = ["clusters", "register", "--kubeconfig", str(admin), "--context", "ops"]
+        selection = ["--tables", "!kubernetes_secrets", "--custom-kinds", "cert-manager.io/*"]
+        assert main([*args, *selection, "--token-dir", str(tmp_path / "t")]) == 0
+        out = capsys.readouterr().out
+        assert "collect: -secrets; custom: cert-manager.io/*" in out
+        assert main(["load", "--cluster", "ops"]) == 0
+        capsys.readouterr()
+        assert main([*args, "--dry-run"]) == 0  # no options: the stored selection
+        (role,) = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d and d["kind"] == "ClusterRole"]
+    granted = {r for rule in role["rules"] for r in rule.get("resources", ())}
+    assert "secrets" not in granted and {"certificates", "issuers", "clusterissuers"} <= granted
+    assert "applications" not in granted
+    assert _query(kq_env, "SELECT collect FROM kq_clusters WHERE name = 'ops'") == [
+        ({"tables": ["!kubernetes_secrets"], "custom_kinds": ["cert-manager.io/*"]},)
+    ]
+    loaded = "SELECT DISTINCT api_group FROM kubernetes_custom_resources WHERE cluster_name = 'ops'"
+    assert _query(kq_env, loaded) == [("cert-manager.io",)]
+    status = (
+        "SELECT status FROM kq_latest_loads WHERE cluster_name = 'ops' AND table_name = 'kubernetes_secrets'"
+    )
+    assert _query(kq_env, status) == [("excluded",)]
 
 
 def test_ctrl_c_during_a_load_is_one_line_and_exit_130(kq_env: str, tmp_path: Path) -> None:

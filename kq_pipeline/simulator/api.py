@@ -128,11 +128,14 @@ class ClusterApi:
             retry = self.faults.take_throttle()
             if retry is not None:
                 raise status.too_many_requests(retry)
-            if req.method in ("POST", "DELETE"):
+            if req.method in ("POST", "PUT", "DELETE"):
                 return self._write(req.method, path, user, req.body)
             if req.method not in ("GET", "HEAD"):
                 raise status.ApiError(
-                    405, "MethodNotAllowed", "the simulator serves reads, creates and deletes only", {}
+                    405,
+                    "MethodNotAllowed",
+                    "the simulator serves reads, creates, updates and deletes only",
+                    {},
                 )
             return self._route(path, query, user)
         except ApiError as err:
@@ -171,7 +174,7 @@ class ClusterApi:
         if route is None:
             raise status.path_not_found()
         rt = route.rtype
-        verb = "create" if method == "POST" else "delete"
+        verb = {"POST": "create", "PUT": "update"}.get(method, "delete")
         if who.name == ANONYMOUS:
             raise status.forbidden(who.name, verb, rt.resource, rt.group, route.namespace, route.name)
         crd_delete = verb == "delete" and rt.key == CRD_KEY and self.crd_deleter is not None
@@ -180,6 +183,10 @@ class ClusterApi:
         self._authorize(who, verb, rt, route.namespace, route.name)
         if verb == "create":
             return Response(201, orjson.dumps(self.writes.create(rt, route.namespace, body)))
+        if verb == "update":
+            return Response(
+                200, orjson.dumps(self.writes.update(rt, route.namespace, route.name or "", body))
+            )
         if crd_delete and self.crd_deleter is not None:
             gone = self.crd_deleter(route.name or "")
             if gone is None:

@@ -123,6 +123,25 @@ class SimulatedCluster:
             self.store.drop(dropped)
             return gone
 
+    def install_crd(
+        self, crd: dict[str, Any], objects: dict[str, list[dict[str, Any]]] | None = None
+    ) -> None:
+        """Create CRD `crd` and serve its kind from now on, as `kubectl apply` of a CRD does, with
+        `objects` ("<group>/<version>/<plural>" -> objects at any one served version, as
+        generate_objects returns them). The reverse of `remove_crd`; ValueError if it exists."""
+        with self._crd_lock:
+            if self.catalog.lookup(CRD_TYPE.group, CRD_TYPE.version, CRD_TYPE.resource) is None:
+                raise ValueError(f"cluster {self.name} does not serve CustomResourceDefinitions")
+            if self.store.write(CRD_TYPE, crd, create=True) is None:
+                raise ValueError(f"CRD {crd['metadata']['name']} exists")
+            every = [e.obj for e in self.store.history(CRD_TYPE).current.entries]
+            catalog = Catalog.for_minor(self.minor, every)
+            added = [t for t in catalog.types if t not in self.catalog.types]
+            self.store.add({t: objects_for(t, objects or {}) for t in added})  # objects first, then routes
+            self.catalog = catalog
+            if self.api is not None:
+                self.api.set_catalog(catalog)
+
     def set_rbac_rules(self, rules: Any) -> None:
         """Enforce a Role/ClusterRole manifest (or a list of rules); None turns RBAC off."""
         self._authorizer = Authorizer(rules) if rules is not None else None
