@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cluster_cost, fleet_dagster, fleet_queries, large_cluster, load_path
+from benchmarks import cluster_cost, custom_resources, fleet_dagster, fleet_queries, large_cluster, load_path
 from benchmarks.database import bench_server, scratch_database
 from benchmarks.machine import load_average, machine_info
 from benchmarks.sizes import FULL, QUICK, Sizes
@@ -34,6 +34,7 @@ CASES: dict[str, tuple[str, Case]] = {
     "4": ("kqbench_queries", fleet_queries.run),
     "5": ("kqbench_thousand", fleet_dagster.run_thousand),
     "6": ("kqbench_cost", cluster_cost.run),
+    "9": ("kqbench_custom", custom_resources.run),
 }
 
 

@@ -38,6 +38,10 @@ class Sizes:
     query_fleet_scale: float = 1.0
     """Fraction of ORIGINAL_FLEET's pod counts loaded for case 4."""
     query_repeats: int = 7
+    custom_objects: int = 20_000
+    custom_pods: int = 20_000
+    custom_namespaces: int = 40
+    """Case 9: one cluster with this many custom objects (over 7 kinds) and pods, compared table by table."""
 
     def query_fleet(self) -> list[tuple[int, int]]:
         return [
@@ -67,4 +71,7 @@ QUICK = Sizes(
     thousand_pods=5,
     query_fleet_scale=0.02,
     query_repeats=3,
+    custom_objects=600,
+    custom_pods=600,
+    custom_namespaces=6,
 )
