@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--name", help="cluster name (default: from the context)")
     reg.add_argument("--dry-run", action="store_true", help="print the RBAC objects, change nothing")
     reg.add_argument("--token-dir", help="where to write the reader's token file (default $KQ_HOME/tokens)")
-    _add_collect_options(reg, "replaces the stored setting; the reader is granted what it collects")
+    _add_collect_options(reg, "replaces the stored setting; the reader's role follows it")
     reg.add_argument(
         "--custom-rbac",
         choices=["kinds", "groups"],
