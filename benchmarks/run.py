@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks import (
     cluster_cost,
+    custom_resources,
     fleet_dagster,
     fleet_deployment,
     fleet_queries,
@@ -44,6 +45,7 @@ CASES: dict[str, tuple[str, Case]] = {
     "6": ("kqbench_cost", cluster_cost.run),
     "7": ("kqbench_deploy", fleet_deployment.run),
     "8": ("kqbench_mechanisms", mechanisms.run),
+    "9": ("kqbench_custom", custom_resources.run),
 }
 
 

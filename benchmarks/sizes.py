@@ -41,6 +41,10 @@ class Sizes:
     query_fleet_scale: float = 1.0
     """Fraction of ORIGINAL_FLEET's pod counts loaded for case 4."""
     query_repeats: int = 7
+    custom_objects: int = 20_000
+    custom_pods: int = 20_000
+    custom_namespaces: int = 40
+    """Case 9: one cluster with this many custom objects (over 7 kinds) and pods, compared table by table."""
 
     def query_fleet(self) -> list[tuple[int, int]]:
         return [
@@ -72,4 +76,7 @@ QUICK = Sizes(
     query_repeats=3,
     mechanism_pods=300,
     mechanism_repeats=1,
+    custom_objects=600,
+    custom_pods=600,
+    custom_namespaces=6,
 )

@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,8 +96,21 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The selection keys given as `kq clusters add` options (repeatable, or comma-separated)."""
+    options: dict[str, Any] = {}
+    for key in ("tables", "custom_kinds", "exclude_namespaces"):
+        values = getattr(args, key, None)
+        if values:
+            options[key] = [p.strip() for v in values for p in v.split(",") if p.strip()]
+    if args.max_objects_per_kind is not None:
+        options["max_objects_per_kind"] = args.max_objects_per_kind
+    return options
+
+
 def cmd_clusters_add(args: argparse.Namespace) -> int:
     from kq_pipeline import inventory
+    from kq_pipeline.collect import collect_from_mapping, merged
 
     if args.file:
         clusters = inventory.clusters_from_yaml(args.file)
@@ -123,6 +137,13 @@ def cmd_clusters_add(args: argparse.Namespace) -> int:
         ]
     if args.extractor != "native" and (args.file or args.kubeconfig):
         clusters = [inventory.Cluster(**{**c.__dict__, "extractor": args.extractor}) for c in clusters]
+    options = _collect_options(args)
+    if options:  # on top of what a file says, key by key
+        where = "cluster {}".format
+        clusters = [
+            replace(c, collect=collect_from_mapping(merged(c.collect.to_json(), options), where(c.name)))
+            for c in clusters
+        ]
     _, conn = _connect_with_schema()
     with conn:
         revived = set(inventory.removed_clusters(conn, [c.name for c in clusters]))
@@ -137,16 +158,26 @@ def cmd_clusters_add(args: argparse.Namespace) -> int:
 
 def cmd_clusters_register(args: argparse.Namespace) -> int:
     from kq_pipeline import inventory
+    from kq_pipeline.collect import collect_from_mapping, merged
     from kq_pipeline.register import register_cluster
 
     token_dir = Path(args.token_dir).expanduser() if args.token_dir else kq_home() / "tokens"
+    name = inventory.validate_name(args.name) if args.name else inventory.name_from_context(args.context)
+    _, conn = _connect_with_schema()
+    with conn:
+        # The selection: these options over the one stored for this cluster (registering again keeps it).
+        stored = inventory.get_cluster(conn, name)
+        base = stored.collect.to_json() if stored else None
+    collect = collect_from_mapping(merged(base, _collect_options(args)), f"cluster {name}")
     cluster = register_cluster(
         Path(args.kubeconfig).expanduser(),
         args.context,
-        name=args.name,
+        name=name,
         dry_run=args.dry_run,
         token_dir=token_dir,
         out=sys.stdout,
+        collect=collect,
+        custom_rbac=args.custom_rbac,
     )
     if cluster is None:  # dry run: the manifests were printed, nothing changed
         return 0
@@ -154,7 +185,10 @@ def cmd_clusters_register(args: argparse.Namespace) -> int:
     with conn:
         inventory.upsert_clusters(conn, [cluster])
         _sync_partitions([c.name for c in inventory.active_clusters(conn)])
-    print(f"registered {cluster.name}  {cluster.server}  (token file {cluster.token_file})")
+    print(
+        f"registered {cluster.name}  {cluster.server}  (token file {cluster.token_file}; collect: "
+        f"{cluster.collect.summary()})"
+    )
     return 0
 
 
@@ -169,13 +203,18 @@ def cmd_clusters_list(args: argparse.Namespace) -> int:
     if not clusters:
         print("no active clusters" if ignored else "no clusters yet: kq clusters add --kubeconfig PATH")
     width = max((len(c.name) for c in clusters), default=0)
-    for c in clusters:
-        auth = (
+    auths = {
+        c.name: (
             f"context {c.context}"
             if c.context
             else (f"token env {c.token_env}" if c.token_env else "token file")
         )
-        print(f"{c.name:<{width}}  {c.server:<32}  {c.extractor:<9}  {auth}")
+        for c in clusters
+    }
+    auth_width = max((len(a) for a in auths.values()), default=0)
+    for c in clusters:
+        line = f"{c.name:<{width}}  {c.server:<32}  {c.extractor:<9}  {auths[c.name]:<{auth_width}}"
+        print(f"{line}  collect: {c.collect.summary()}")
     if listed and ignored:
         print(inventory.removed_but_listed(listed[0], ignored))
     return 0
@@ -407,6 +446,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(clusters=args.clusters, ui=not args.no_ui, port=args.port, kq=main)
 
 
+def _add_collect_options(parser: argparse.ArgumentParser, replaces: str) -> None:
+    """The selection options of `kq clusters add` and `kq clusters register`."""
+    what = f"(repeatable or comma-separated; '!' excludes; {replaces})"
+    parser.add_argument("--tables", action="append", metavar="PATTERN", help=f"tables to collect {what}")
+    parser.add_argument(
+        "--custom-kinds", action="append", metavar="PATTERN", help=f"custom kinds, group/Kind globs {what}"
+    )
+    parser.add_argument(
+        "--exclude-namespaces", action="append", metavar="PATTERN", help=f"namespaces not stored {what}"
+    )
+    parser.add_argument(
+        "--max-objects-per-kind", type=int, metavar="N", help="custom kinds with more objects are not loaded"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kq", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -435,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--ca-file", help="CA certificate of the API server")
     add.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify TLS (logged)")
     add.add_argument("--extractor", choices=["native", "kubequery"], default="native")
+    _add_collect_options(add, "replaces the file's setting")
     add.set_defaults(func=cmd_clusters_add)
     reg = cl.add_parser("register", help="create a read-only reader on a target cluster and add it")
     reg.add_argument("--kubeconfig", required=True, help="kubeconfig with admin rights on the target")
@@ -442,6 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--name", help="cluster name (default: from the context)")
     reg.add_argument("--dry-run", action="store_true", help="print the RBAC objects, change nothing")
     reg.add_argument("--token-dir", help="where to write the reader's token file (default $KQ_HOME/tokens)")
+    _add_collect_options(reg, "replaces the stored setting; the reader's role follows it")
+    reg.add_argument(
+        "--custom-rbac",
+        choices=["kinds", "groups"],
+        default="kinds",
+        help="grant each selected custom kind present now (default; a CRD installed later needs registering "
+        "again), or every resource of each selected custom group",
+    )
     reg.set_defaults(func=cmd_clusters_register)
     cl.add_parser("list", help="list active clusters").set_defaults(func=cmd_clusters_list)
     rm = cl.add_parser("remove", help="retire clusters")

@@ -32,6 +32,15 @@ KILL_WAIT_S = 3.0
 
 # Varied sizes, so the UI's charts and the fleet queries have something to compare.
 DEMO_FLEET: tuple[tuple[int, int], ...] = ((60, 4), (150, 6), (300, 8), (600, 12), (1200, 20))
+# Different CRD sets per cluster (one without any), so the custom-resource queries have certificates
+# and Argo CD applications in several clusters; custom objects default to half the pods.
+DEMO_OPERATORS: tuple[tuple[str, ...], ...] = (
+    (),
+    ("cert-manager", "argocd"),
+    ("cert-manager", "prometheus-operator", "argocd", "istio"),
+    ("cert-manager", "prometheus-operator", "istio"),
+    ("argocd", "istio"),
+)
 
 QUERY_HINTS = """
 Data for {n} simulated clusters is in PostgreSQL. Query it with:
@@ -44,15 +53,24 @@ Data for {n} simulated clusters is in PostgreSQL. Query it with:
 
   -- most used container images
   select image, count(*) from kubernetes_pod_containers group by image order by 2 desc limit 10;
+
+  -- custom resources per cluster and kind
+  select cluster_name, api_group, kind, count(*) from kubernetes_custom_resources group by 1, 2, 3;
 """
 
 
 def demo_specs(clusters: int) -> list:
     from kq_pipeline.simulator.objects import ClusterSpec
 
-    sizes = [DEMO_FLEET[i % len(DEMO_FLEET)] for i in range(clusters)]
     return [
-        ClusterSpec(name=f"demo-{i}", seed=100 + i, pods=p, namespaces=ns) for i, (p, ns) in enumerate(sizes)
+        ClusterSpec(
+            name=f"demo-{i}",
+            seed=100 + i,
+            pods=DEMO_FLEET[i % len(DEMO_FLEET)][0],
+            namespaces=DEMO_FLEET[i % len(DEMO_FLEET)][1],
+            operators=DEMO_OPERATORS[i % len(DEMO_OPERATORS)],
+        )
+        for i in range(clusters)
     ]
 
 

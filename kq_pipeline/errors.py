@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from kq_pipeline.collect import CollectError
 from kq_pipeline.inventory import InventoryError
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [InventoryError]
+    errors: list[type[BaseException]] = [InventoryError, CollectError]
     try:
         from kq_pipeline.kube.kubeconfig import KubeconfigError
 

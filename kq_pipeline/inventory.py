@@ -2,7 +2,8 @@
 
 Clusters come from a YAML file, from kubeconfig contexts, or from the command line, and are kept in
 the `kq_clusters` table. Only *where* a credential lives (a kubeconfig context, an env var name, a
-file path) is stored, never the credential itself.
+file path) is stored, never the credential itself; and what to collect from each cluster (`collect`,
+see `kq_pipeline.collect`), a fleet-wide default in the file overridden per cluster key by key.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, astuple, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
 import yaml
+from psycopg.types.json import Jsonb
+
+from kq_pipeline.collect import Collect, CollectError, collect_from_mapping, merged
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 NAME_RULE = "1-63 characters: lowercase letters, digits and '-', starting and ending with a letter or digit"
@@ -54,6 +58,8 @@ class Cluster:
     insecure_skip_tls_verify: bool = False
     extractor: str = "native"
     source: str = "cli"
+    collect: Collect = field(default_factory=Collect)
+    """What to collect from this cluster (default: everything)."""
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -70,8 +76,22 @@ class Cluster:
 _COLUMNS = tuple(f.name for f in fields(Cluster))
 
 
+def _db_values(c: Cluster) -> dict[str, Any]:
+    """The cluster as kq_clusters' columns hold it (collect as jsonb, NULL for the default)."""
+    values = asdict(c)
+    values["collect"] = c.collect.to_json()
+    return values
+
+
+def _from_db(row: Sequence[Any]) -> Cluster:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    values["collect"] = Collect.from_json(values["collect"])
+    return Cluster(**values)
+
+
 def clusters_from_yaml(path: str | Path) -> list[Cluster]:
-    """Read `clusters:` entries from a YAML inventory file (format in the README)."""
+    """Read `clusters:` entries from a YAML inventory file (format in the README), each with its
+    selection: the file's top-level `collect:` (fleet default) overridden by the entry's own."""
     p = Path(path).expanduser()
     try:
         doc = yaml.safe_load(p.read_text())
@@ -82,6 +102,16 @@ def clusters_from_yaml(path: str | Path) -> list[Cluster]:
     entries = (doc or {}).get("clusters") if isinstance(doc, dict) else None
     if not isinstance(entries, list):
         raise InventoryError(f"inventory file {p}: expected a top-level 'clusters:' list")
+    unknown_top = set(doc) - {"clusters", "collect"}
+    if unknown_top:
+        raise InventoryError(f"inventory file {p}: unknown top-level keys {sorted(unknown_top)}")
+    default = doc.get("collect") or {}
+    if not isinstance(default, dict):
+        raise InventoryError(f"inventory file {p}: the top-level collect must be a mapping")
+    try:
+        collect_from_mapping(default, "fleet default")  # the default alone must be valid too
+    except CollectError as exc:
+        raise InventoryError(f"inventory file {p}: {exc}") from None
     out: list[Cluster] = []
     seen: set[str] = set()
     for i, entry in enumerate(entries):
@@ -100,8 +130,15 @@ def clusters_from_yaml(path: str | Path) -> list[Cluster]:
             if data.get(key):
                 data[key] = str((p.parent / Path(data[key]).expanduser()).resolve())
         data["source"] = "yaml"
+        own = data.get("collect") or {}
+        if not isinstance(own, dict):
+            raise InventoryError(f"inventory file {p}: entry {i}: collect must be a mapping")
+        where = f"cluster {data.get('name', f'entry {i}')}"
         try:
+            data["collect"] = collect_from_mapping(merged(default, own), where)
             cluster = Cluster(**data)
+        except CollectError as exc:
+            raise InventoryError(f"inventory file {p}: {exc}") from None
         except TypeError as exc:
             raise InventoryError(f"inventory file {p}: entry {i}: {exc}") from None
         if cluster.name in seen:
@@ -158,7 +195,7 @@ def upsert_clusters(conn: psycopg.Connection, clusters: Iterable[Cluster], *, re
                 f"INSERT INTO kq_clusters ({cols}) VALUES ({placeholders}) "
                 f"ON CONFLICT (name) DO UPDATE SET {updates}, updated_at = now(), retired_at = NULL "
                 f"WHERE {when}",
-                asdict(c),
+                {**_db_values(c), "collect": None if c.collect.is_default else Jsonb(c.collect.to_json())},
             )
             n += cur.rowcount
     return n
@@ -189,7 +226,8 @@ def sync_clusters(conn: psycopg.Connection, clusters: Sequence[Cluster]) -> File
         todo = [
             c
             for c in clusters
-            if c.name not in current or (not current[c.name][1] and current[c.name][0] != astuple(c))
+            if c.name not in current
+            or (not current[c.name][1] and current[c.name][0] != tuple(_db_values(c).values()))
         ]
         if todo:
             upsert_clusters(conn, todo, revive=False)
@@ -217,7 +255,7 @@ def removed_but_listed(inventory_file: Path, names: list[str]) -> str:
 def active_clusters(conn: psycopg.Connection) -> list[Cluster]:
     with conn.cursor() as cur:
         cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM kq_clusters WHERE retired_at IS NULL ORDER BY name")
-        return [Cluster(**dict(zip(_COLUMNS, row, strict=True))) for row in cur.fetchall()]
+        return [_from_db(row) for row in cur.fetchall()]
 
 
 def get_cluster(conn: psycopg.Connection, name: str) -> Cluster | None:
@@ -226,7 +264,7 @@ def get_cluster(conn: psycopg.Connection, name: str) -> Cluster | None:
             f"SELECT {', '.join(_COLUMNS)} FROM kq_clusters WHERE name = %s AND retired_at IS NULL", (name,)
         )
         row = cur.fetchone()
-    return Cluster(**dict(zip(_COLUMNS, row, strict=True))) if row else None
+    return _from_db(row) if row else None
 
 
 def retire_cluster(conn: psycopg.Connection, name: str) -> bool:

@@ -3,6 +3,11 @@
 This is the one code path behind the Dagster assets (and so behind the CLI and the UI). Each
 (cluster, table) snapshot is replaced whole or not at all; a cluster that fails never stops the
 others, and its previous rows stay in place.
+
+What a cluster collects (`Cluster.collect`) is applied here: a table it excludes is not extracted
+and is emptied for it ('excluded' in kq_loads); with the kubequery extractor the project's own tables
+(custom resources) are excluded the same way, with a note, since kubequery has none; rows of excluded
+namespaces are dropped before the frame is built. Custom kinds that failed keep their previous rows.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from datetime import UTC, datetime
 import psycopg
 
 from kq_pipeline import inventory
+from kq_pipeline.collect import Collect, not_collected, without_excluded_namespaces
 from kq_pipeline.db.connection import connect
-from kq_pipeline.db.snapshot import record_failed_load, replace_snapshot
+from kq_pipeline.db.snapshot import exclude_snapshot, record_failed_load, replace_snapshot
 from kq_pipeline.extract import kubequery as kubequery_extractor
 from kq_pipeline.extract import native as native_extractor
-from kq_pipeline.extract.result import TableExtract
+from kq_pipeline.extract.result import ClusterExtract, TableExtract
 from kq_pipeline.frames import TypedFrame, to_frame
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,12 @@ class TableOutcome:
     duration_s: float
     error: str | None = None
     note: str | None = None
+    excluded: bool = False
+    """Not collected for this cluster (its selection, or the extractor has no such table)."""
+    rows_kept: int = 0
+    """Previous rows of failed parts (custom kinds) left in place; included in rows_loaded."""
+    parts: dict[tuple[str, ...], int] | None = None
+    """Rows the snapshot holds per part (custom resources: per (api_group, kind)), kept ones included."""
 
     @property
     def ok(self) -> bool:
@@ -152,15 +164,22 @@ def _refresh_locked(
     started: datetime,
     outcome: ClusterOutcome,
 ) -> None:
-    access = inventory.access_for(cluster)
+    excluded = not_collected(cluster.collect, cluster.extractor, tables)
+    collected = [t for t in tables if t not in excluded]
     extractor = kubequery_extractor if cluster.extractor == "kubequery" else native_extractor
-    extract = extractor.extract_cluster(
-        access,
-        cluster.name,
-        tables,
-        concurrency=settings.table_concurrency,
-        deadline_s=settings.deadline_s,
-        page_limit=settings.page_limit,
+    options = {} if extractor is kubequery_extractor else {"collect": cluster.collect}
+    extract = (
+        extractor.extract_cluster(
+            inventory.access_for(cluster),
+            cluster.name,
+            collected,
+            concurrency=settings.table_concurrency,
+            deadline_s=settings.deadline_s,
+            page_limit=settings.page_limit,
+            **options,
+        )
+        if collected
+        else ClusterExtract(cluster.name, None)
     )
     outcome.cluster_uid = extract.cluster_uid
     outcome.server_version = (extract.server_version or {}).get("gitVersion")
@@ -173,9 +192,22 @@ def _refresh_locked(
     trusted = extractor is native_extractor  # JSON rendered by our own row builders
     with conn.transaction():
         for table in tables:
+            if table in excluded:
+                loaded[table] = _exclude_table(conn, cluster.name, table, excluded[table], run_id, started)
+                continue
             te = extract.tables[table]
-            loaded[table] = _load_table(conn, cluster.name, table, te, run_id, started, trusted=trusted)
+            loaded[table] = _load_table(
+                conn, cluster.name, table, te, run_id, started, trusted=trusted, collect=cluster.collect
+            )
     outcome.tables.update(loaded)
+
+
+def _exclude_table(
+    conn: psycopg.Connection, cluster: str, table: str, why: str, run_id: str | None, started: datetime
+) -> TableOutcome:
+    t0 = time.perf_counter()
+    exclude_snapshot(conn, table, cluster, run_id=run_id, started_at=started, note=why, cluster_locked=True)
+    return TableOutcome(table, 0, 0, 0, time.perf_counter() - t0, note=why, excluded=True)
 
 
 def _load_table(
@@ -187,6 +219,7 @@ def _load_table(
     started: datetime,
     *,
     trusted: bool,
+    collect: Collect | None = None,
 ) -> TableOutcome:
     """Frame and load one extracted table, or record why not; never raises for a table's failure."""
     t0 = time.perf_counter()
@@ -194,9 +227,10 @@ def _load_table(
         error = te.error or f"cluster {cluster}: table {table}: extraction failed"
         record_failed_load(conn, table, cluster, error=error, run_id=run_id, started_at=started)
         return TableOutcome(table, None, None, 0, te.duration_s, error=error)
+    rows, ns_note = without_excluded_namespaces(table, te.rows, collect or Collect())
     try:
-        typed = to_frame(table, te.rows, cluster_name=cluster, validate_json=not trusted)
-        note = data_note(te.note, typed)
+        typed = to_frame(table, rows, cluster_name=cluster, validate_json=not trusted)
+        note = data_note("; ".join(n for n in (te.note, ns_note) if n) or None, typed)
         result = replace_snapshot(
             conn,
             table,
@@ -204,24 +238,27 @@ def _load_table(
             typed,
             run_id=run_id,
             started_at=started,
-            rows_extracted=len(te.rows),
+            rows_extracted=len(rows),
             extract_s=te.duration_s + (time.perf_counter() - t0),
             note=note,
             cluster_locked=True,  # refresh_cluster holds the cluster's session lock
+            keep=te.kept_kinds or None,
         )
     except Exception as exc:
         if conn.closed or conn.broken:
             raise  # the cluster's transaction is gone: every table fails, recorded by the caller
         error = f"cluster {cluster}: table {table}: load failed: {exc}"
         record_failed_load(conn, table, cluster, error=error, run_id=run_id, started_at=started)
-        return TableOutcome(table, len(te.rows), None, 0, te.duration_s, error=error)
+        return TableOutcome(table, len(rows), None, 0, te.duration_s, error=error)
     return TableOutcome(
         table,
-        len(te.rows),
+        len(rows),
         result.rows_loaded,
         result.rows_rejected,
         te.duration_s + (time.perf_counter() - t0),
-        note=note,
+        note=result.note,
+        rows_kept=result.rows_kept,
+        parts=result.parts,
     )
 
 

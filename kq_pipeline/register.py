@@ -6,8 +6,20 @@ ClusterRole and binding, a long-lived token Secret), waits for the token control
 Secret, and writes the token to a 0600 file. The inventory then references that file: the token
 never enters PostgreSQL, the output or an exception message.
 
-The objects are built here from the schema registry (every table's source group/resource), so the
-rules follow the tables; the YAML in `deploy/` is checked against them by the tests.
+The ClusterRole is built here from the schema registry and the cluster's selection (`Collect`): `list`
+on the source resource of every table the selection collects, so a cluster that does not collect
+kubernetes_secrets is not granted `secrets`. For custom resources it grants `list` on the CRDs and,
+read from the cluster at registration time, on the plural of every CRD whose kind the selection's
+`custom_kinds` takes (`custom_rbac="kinds"`, the default), or on every resource of each selected
+group (`"groups"`: apiGroups [g], resources ["*"]). A CRD installed later is not covered in "kinds"
+mode until the cluster is registered again (that kind then fails with "permission denied" and keeps
+its previous rows; the other kinds load); in "groups" mode it is covered when its group is. Either
+way nothing outside the selected custom groups is granted: a wildcard rule over every group would
+also grant every built-in resource, Secrets included (see deploy/target-rbac.yaml).
+
+Registering again brings the ClusterRole up to date (an update of our own, labelled role; one of the
+same name that is not ours is reported, never changed). The YAML in `deploy/` is the default
+selection's role on a cluster without CRDs; the tests check it against `reader_manifests()`.
 """
 
 from __future__ import annotations
@@ -15,16 +27,20 @@ from __future__ import annotations
 import base64
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 import yaml
 
+from kq_pipeline.collect import Collect
 from kq_pipeline.inventory import Cluster, InventoryError, name_from_context, validate_name
 from kq_pipeline.kube.access import ClusterAccess
 from kq_pipeline.kube.kubeconfig import access_from_kubeconfig
-from kq_pipeline.registry import TABLES
+from kq_pipeline.registry import CUSTOM_RESOURCE_DEFINITIONS_TABLE, CUSTOM_RESOURCES_TABLE, TABLES
+from kq_pipeline.registry import table as registry_table
+from kq_pipeline.rows.custom import crd_kind
 
 READER = "kq-reader"
 """Name of the namespace, ServiceAccount, ClusterRole and ClusterRoleBinding on every target."""
@@ -32,6 +48,11 @@ TOKEN_SECRET = "kq-reader-token"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 DISCOVERY_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/version")
 TOKEN_WAIT_S = 30.0
+CUSTOM_RBAC = ("kinds", "groups")
+"""How custom resources are granted: each selected kind's plural (default), or each selected group whole."""
+_CRD_SOURCE = registry_table(CUSTOM_RESOURCE_DEFINITIONS_TABLE).source
+CRD_GROUP, CRD_RESOURCE = _CRD_SOURCE.api_group or "", _CRD_SOURCE.resource or ""
+_GLOB_CHARS = frozenset("*?[]")
 _LABELS = {"app.kubernetes.io/name": "kq-pipeline", "app.kubernetes.io/component": "target-reader"}
 
 
@@ -39,17 +60,55 @@ class RegisterError(InventoryError):
     """Registration could not complete; the message names the cluster and the step, never a credential."""
 
 
-def reader_rules() -> list[dict[str, Any]]:
-    """The read-only rules the 51 tables need: `list` on each source resource, by API group.
+def _rule_group(api_group: str | None) -> str:
+    return "" if api_group in (None, "core") else api_group
 
-    Plus `get` on the kube-system namespace alone (its uid is the cluster uid) and on discovery.
+
+def custom_groups(
+    collect: Collect, crds: Sequence[dict[str, Any]], custom_rbac: str = "kinds"
+) -> dict[str, list[str]]:
+    """The custom groups to grant, each with its plurals (["*"] in "groups" mode).
+
+    "kinds": the plural of every CRD of `crds` (the cluster's, read at registration) whose kind the
+    selection takes. "groups": every group of those, plus each group an include pattern names
+    literally ("cert-manager.io/*" grants cert-manager.io before cert-manager is installed)."""
+    if custom_rbac not in CUSTOM_RBAC:
+        raise ValueError(f"custom_rbac must be one of {CUSTOM_RBAC}, got {custom_rbac!r}")
+    if not collect.table_collected(CUSTOM_RESOURCES_TABLE):
+        return {}
+    plurals: dict[str, set[str]] = {}
+    for crd in crds:
+        kind = crd_kind(crd)
+        if kind.group and kind.plural and collect.kind_collected(kind.group, kind.kind, kind.plural):
+            plurals.setdefault(kind.group, set()).add(kind.plural)
+    if custom_rbac == "kinds":
+        return {g: sorted(p) for g, p in sorted(plurals.items())}
+    groups = set(plurals)
+    for pattern in collect.custom_kinds:
+        group = pattern.partition("/")[0]
+        if not pattern.startswith("!") and not _GLOB_CHARS & set(group):
+            groups.add(group)
+    return {g: ["*"] for g in sorted(groups)}
+
+
+def reader_rules(
+    collect: Collect | None = None,
+    crds: Sequence[dict[str, Any]] = (),
+    custom_rbac: str = "kinds",
+) -> list[dict[str, Any]]:
+    """The read-only rules a cluster's selection needs: `list` on each source resource of the tables
+    it collects, by API group, and on the selected custom kinds (see `custom_groups`).
+
+    Plus `get` on the kube-system namespace alone (its uid is the cluster uid) and on discovery. The
+    custom-resource table needs the CRD list too (it is how the kinds are found).
     """
+    collect = collect or Collect()
     by_group: dict[str, set[str]] = {}
     for t in TABLES.values():
-        src = t.source
-        if src.resource:
-            group = "" if src.api_group in (None, "core") else src.api_group
-            by_group.setdefault(group, set()).add(src.resource)
+        if collect.table_collected(t.name) and t.source.resource:
+            by_group.setdefault(_rule_group(t.source.api_group), set()).add(t.source.resource)
+    if collect.table_collected(CUSTOM_RESOURCES_TABLE):
+        by_group.setdefault(CRD_GROUP, set()).add(CRD_RESOURCE)
     rules: list[dict[str, Any]] = []
     for group in sorted(by_group):
         rules.append({"apiGroups": [group], "resources": sorted(by_group[group]), "verbs": ["list"]})
@@ -62,12 +121,30 @@ def reader_rules() -> list[dict[str, Any]]:
                     "verbs": ["get"],
                 }
             )
+    if "" not in by_group:  # every table but core's: the cluster uid still comes from kube-system
+        rules.insert(
+            0,
+            {
+                "apiGroups": [""],
+                "resources": ["namespaces"],
+                "resourceNames": ["kube-system"],
+                "verbs": ["get"],
+            },
+        )
+    for group, resources in custom_groups(collect, crds, custom_rbac).items():
+        rules.append({"apiGroups": [group], "resources": resources, "verbs": ["list"]})
     rules.append({"nonResourceURLs": list(DISCOVERY_URLS), "verbs": ["get"]})
     return rules
 
 
-def reader_manifests() -> list[dict[str, Any]]:
-    """The target-side objects, in creation order (namespace and account before what refers to them)."""
+def reader_manifests(
+    collect: Collect | None = None,
+    crds: Sequence[dict[str, Any]] = (),
+    custom_rbac: str = "kinds",
+) -> list[dict[str, Any]]:
+    """The target-side objects, in creation order (namespace and account before what refers to them).
+
+    Without arguments: the default selection on a cluster without CRDs (deploy/target-rbac.yaml)."""
     labels = dict(_LABELS)
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": READER, "labels": labels}},
@@ -81,7 +158,7 @@ def reader_manifests() -> list[dict[str, Any]]:
             "apiVersion": f"{RBAC_GROUP}/v1",
             "kind": "ClusterRole",
             "metadata": {"name": READER, "labels": labels},
-            "rules": reader_rules(),
+            "rules": reader_rules(collect, crds, custom_rbac),
         },
         {
             "apiVersion": f"{RBAC_GROUP}/v1",
@@ -162,7 +239,8 @@ class _Target:
             raise self._fail(what, f"HTTP {resp.status_code}: {_status_message(resp)}")
 
     def _check_existing(self, obj: dict[str, Any]) -> None:
-        """An object of the same name may predate us: stale rules warn, a binding elsewhere fails."""
+        """An object of the same name may predate us: our own role is brought up to date, another's
+        rules are reported (never changed), a binding elsewhere fails."""
         path = f"{_collection_path(obj)}/{obj['metadata']['name']}"
         what = f"read {_describe(obj)}"
         resp = self._request("GET", path, what)
@@ -170,10 +248,13 @@ class _Target:
             raise self._fail(what, f"HTTP {resp.status_code}: {_status_message(resp)}")
         current = resp.json()
         if obj["kind"] == "ClusterRole" and current.get("rules") != obj["rules"]:
-            self.out.write(
-                f"warning: {_describe(obj)} exists with other rules than this release needs; "
-                "update it with `kubectl apply -f deploy/target-rbac.yaml`\n"
-            )
+            if _is_ours(current):
+                self._update_rules(path, current, obj)
+            else:
+                self.out.write(
+                    f"warning: {_describe(obj)} exists, is not labelled as kq-pipeline's and has other rules "
+                    "than this cluster's selection needs; left as it is (delete it and register again)\n"
+                )
         if obj["kind"] == "ClusterRoleBinding" and (
             current.get("roleRef") != obj["roleRef"]
             or not all(s in (current.get("subjects") or []) for s in obj["subjects"])
@@ -183,6 +264,39 @@ class _Target:
                 f"it exists but does not bind ClusterRole {READER} to ServiceAccount {READER}/{READER}; "
                 "delete it or fix it with `kubectl apply -f deploy/target-rbac.yaml`",
             )
+
+    def _update_rules(self, path: str, current: dict[str, Any], obj: dict[str, Any]) -> None:
+        """Replace our ClusterRole's rules (a PUT pinned to the version just read) and say what changed."""
+        what = f"update {_describe(obj)}"
+        body = {
+            **obj,
+            "metadata": {**obj["metadata"], "resourceVersion": current["metadata"].get("resourceVersion")},
+        }
+        resp = self._request("PUT", path, what, json=body)
+        if resp.status_code != 200:
+            raise self._fail(what, f"HTTP {resp.status_code}: {_status_message(resp)}")
+        before, after = _grants(current.get("rules") or []), _grants(obj["rules"])
+        change = [f"+{g}" for g in sorted(after - before)] + [f"-{g}" for g in sorted(before - after)]
+        self.out.write(f"updated   {_describe(obj)} (rules: {', '.join(change) or 'reordered'})\n")
+
+    def custom_resource_definitions(self) -> list[dict[str, Any]]:
+        """The cluster's CRDs (every page); none when the cluster does not serve them."""
+        path = f"/apis/{CRD_GROUP}/v1/{CRD_RESOURCE}"
+        what = "list CustomResourceDefinitions"
+        crds: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params = {"limit": "500", **({"continue": token} if token else {})}
+            resp = self._request("GET", path, what, params=params)
+            if resp.status_code == 404:
+                return []
+            if resp.status_code != 200:
+                raise self._fail(what, f"HTTP {resp.status_code}: {_status_message(resp)}")
+            doc = resp.json()
+            crds.extend(doc.get("items") or [])
+            token = (doc.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return crds
 
     def wait_for_token(self, timeout_s: float) -> tuple[str, str]:
         """(token, CA PEM) once the token controller has filled the Secret."""
@@ -203,6 +317,26 @@ class _Target:
                     f"service account {READER}/{READER} there?)",
                 )
             time.sleep(0.1)
+
+
+def _is_ours(obj: dict[str, Any]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in _LABELS.items())
+
+
+def _grants(rules: list[dict[str, Any]]) -> set[str]:
+    """Rules as flat grants ("list certificates.cert-manager.io", "get /version"), to name a change."""
+    out: set[str] = set()
+    for rule in rules:
+        verbs = ",".join(rule.get("verbs") or ())
+        for url in rule.get("nonResourceURLs") or ():
+            out.add(f"{verbs} {url}")
+        for group in rule.get("apiGroups") or ():
+            for resource in rule.get("resources") or ():
+                names = rule.get("resourceNames")
+                qualified = f"{resource}.{group}" if group else resource
+                out.add(f"{verbs} {qualified}" + (f"/{','.join(names)}" if names else ""))
+    return out
 
 
 def _write_token(path: Path, token: str) -> None:
@@ -232,6 +366,10 @@ def _verify(name: str, access: ClusterAccess, token: str, ca_pem: str) -> None:
         )
 
 
+def _needs_crds(collect: Collect) -> bool:
+    return collect.table_collected(CUSTOM_RESOURCES_TABLE)
+
+
 def register_cluster(
     admin_kubeconfig: Path,
     context: str,
@@ -241,23 +379,35 @@ def register_cluster(
     token_dir: Path,
     out: TextIO,
     token_wait_s: float = TOKEN_WAIT_S,
+    collect: Collect | None = None,
+    custom_rbac: str = "kinds",
 ) -> Cluster | None:
     """Create the read-only reader on the target and return its inventory entry (None on a dry run).
 
-    Idempotent: objects that exist are left as they are, and re-running re-reads the same token.
+    The reader's rules follow `collect` (stored with the entry) and, for custom resources, the CRDs the
+    cluster has now (read with the admin credentials, also on a dry run). Idempotent: objects that
+    exist are left as they are but for our ClusterRole's rules, brought up to date; re-running re-reads
+    the same token.
     """
+    collect = collect or Collect()
+    if custom_rbac not in CUSTOM_RBAC:
+        raise RegisterError(f"custom_rbac must be one of {', '.join(CUSTOM_RBAC)}, got {custom_rbac!r}")
     cluster_name = validate_name(name) if name else name_from_context(context)
-    manifests = reader_manifests()
-    if dry_run:
-        out.write(f"# dry run: these objects would be created on context {context!r}; nothing changed\n")
-        out.write(yaml.safe_dump_all(manifests, sort_keys=False))
-        return None
     access = access_from_kubeconfig(admin_kubeconfig, context)
     with _client(access) as client:
         target = _Target(cluster_name, client, out)
+        crds = target.custom_resource_definitions() if _needs_crds(collect) else []
+        manifests = reader_manifests(collect, crds, custom_rbac)
+        granted = custom_groups(collect, crds, custom_rbac)
+        if dry_run:
+            out.write(f"# dry run: these objects would be created on context {context!r}; nothing changed\n")
+            out.write(f"# {_custom_summary(collect, crds, granted, custom_rbac)}\n")
+            out.write(yaml.safe_dump_all(manifests, sort_keys=False))
+            return None
         for obj in manifests:
             target.ensure(obj)
         token, ca_pem = target.wait_for_token(token_wait_s)
+    out.write(f"{_custom_summary(collect, crds, granted, custom_rbac)}\n")
     _verify(cluster_name, access, token, ca_pem)
     token_file = Path(token_dir).expanduser().resolve() / f"{cluster_name}.token"
     _write_token(token_file, token)
@@ -268,4 +418,21 @@ def register_cluster(
         token_file=str(token_file),
         ca_data=ca_pem if access.uses_tls else None,
         source="cli",
+        collect=collect,
+    )
+
+
+def _custom_summary(
+    collect: Collect, crds: Sequence[dict[str, Any]], granted: dict[str, list[str]], custom_rbac: str
+) -> str:
+    """One line on what the role grants of custom resources, and what that leaves out."""
+    if not _needs_crds(collect):
+        return f"custom resources: not collected ({CUSTOM_RESOURCES_TABLE} excluded), none granted"
+    if custom_rbac == "groups":
+        what = f"every resource of {len(granted)} group(s): {', '.join(granted) or '-'}"
+        return f"custom resources (--custom-rbac groups): {what}; kinds installed later in them are covered"
+    kinds = sum(len(p) for p in granted.values())
+    return (
+        f"custom resources (--custom-rbac kinds): {kinds} kind(s) of the cluster's {len(crds)} CRD(s) "
+        f"in {len(granted)} group(s); a CRD installed later needs `kq clusters register` again"
     )

@@ -34,10 +34,16 @@ class TableLoad:
     error: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status == "success"
+        """Not failed: loaded, or not collected for this cluster (excluded)."""
+        return self.status != "failed"
+
+    @property
+    def excluded(self) -> bool:
+        return self.status == "excluded"
 
 
 @dataclass
@@ -65,7 +71,7 @@ def fetch_loads(conn: psycopg.Connection, run_id: str, skip: Sequence[str] = ())
             SELECT l.id, l.cluster_name, coalesce(c.server, ''), l.table_name, l.status, l.rows_loaded,
                    coalesce(l.rows_rejected, 0),
                    coalesce(l.duration_ms, extract(epoch FROM l.finished_at - l.started_at) * 1000, 0),
-                   l.error, l.started_at, l.finished_at
+                   l.error, l.started_at, l.finished_at, l.note
             FROM kq_loads l LEFT JOIN kq_clusters c ON c.name = l.cluster_name
             WHERE l.run_id = %s AND l.cluster_name <> ALL(%s)
             ORDER BY l.id
@@ -73,7 +79,7 @@ def fetch_loads(conn: psycopg.Connection, run_id: str, skip: Sequence[str] = ())
             (run_id, list(skip)),
         )
         return [
-            TableLoad(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), float(r[7]), r[8], r[9], r[10])
+            TableLoad(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), float(r[7]), r[8], r[9], r[10], r[11])
             for r in cur.fetchall()
         ]
 
@@ -107,11 +113,12 @@ def failure_reason(cluster: str, loads: Sequence[TableLoad]) -> str:
         return ""
     errors = [strip_context(t.error or "failed", cluster, t.table) for t in failed]
     first = failed[0]
-    if len(failed) == len(loads) and len(set(errors)) == 1:
+    collected = [t for t in loads if not t.excluded]
+    if len(failed) == len(collected) and len(set(errors)) == 1:
         return errors[0]
     if len(failed) == 1:
         return f"{first.table}: {errors[0]}"
-    return f"{len(failed)} of {len(loads)} tables failed; {first.table}: {errors[0]}"
+    return f"{len(failed)} of {len(collected)} tables failed; {first.table}: {errors[0]}"
 
 
 def cluster_result(cluster: str, loads: Sequence[TableLoad]) -> ClusterResult:
@@ -151,14 +158,23 @@ def cluster_line(result: ClusterResult, *, name_width: int, columns: int) -> str
 
 
 def table_report(result: ClusterResult) -> list[str]:
-    """The aggregator's per-cluster block: a header, then one line per table."""
+    """The aggregator's per-cluster block: a header, then one line per table (with its note, if any:
+    a kind not served, custom kinds that kept their previous rows, why a table is excluded)."""
     lines = [RULE, f"Cluster REPORT {result.name} - {result.server}", RULE]
-    if result.tables and not any(t.ok for t in result.tables):  # the cluster itself failed: say it once
-        lines.append(f"  {result.name} FAILED (all {len(result.tables)} tables): {result.tables[0].error}")
-        return lines
+    collected = [t for t in result.tables if not t.excluded]
+    if collected and not any(t.ok for t in collected):  # the cluster itself failed: say it once
+        lines.append(f"  {result.name} FAILED (all {len(collected)} tables): {collected[0].error}")
+        collected = []
     for t in result.tables:
-        if t.ok:
-            lines.append(f"  {result.name} {t.table} Rows={t.rows_loaded}, Duration={t.duration_ms:.1f}ms")
+        note = f" ({one_line(t.note)})" if t.note else ""
+        if t.excluded:
+            lines.append(f"  {result.name} {t.table} EXCLUDED{note}")
+        elif t not in collected:
+            continue
+        elif t.ok:
+            lines.append(
+                f"  {result.name} {t.table} Rows={t.rows_loaded}, Duration={t.duration_ms:.1f}ms{note}"
+            )
         else:
             lines.append(f"  {result.name} {t.table} FAILED: {t.error}")
     return lines

@@ -15,6 +15,7 @@ import pytest
 from benchmarks.run import run_cases
 from benchmarks.sizes import Sizes
 from benchmarks.stats import Target, format_table
+from kq_pipeline.registry import TABLES
 
 TINY = Sizes(
     repeats=1,
@@ -30,6 +31,9 @@ TINY = Sizes(
     query_repeats=1,
     mechanism_pods=60,
     mechanism_repeats=1,
+    custom_objects=60,
+    custom_pods=60,
+    custom_namespaces=3,
 )
 
 
@@ -115,11 +119,28 @@ def test_small_cluster_cost_reports_cpu_and_each_phase_with_the_json_reparse_on_
     pg_server_dsn: str,
 ) -> None:
     result = _run("6", pg_server_dsn)
-    assert result["params"]["tables"] == 51 and result["params"]["rows"] > 0
+    assert result["params"]["tables"] == len(TABLES) and result["params"]["rows"] > 0
     medians = {m["name"].strip(): m["median"] for m in result["metrics"]}
     assert medians["refresh CPU, polling process"] > 0
     phases = ("extract", "frames", "frames, JSON re-parsed", "load")
     assert all(medians[f"of which {p} CPU"] > 0 for p in phases)
+
+
+def test_custom_resources_and_pods_are_loaded_in_full_and_compared_in_the_same_run(
+    pg_server_dsn: str,
+) -> None:
+    result = _run("9", pg_server_dsn)
+    assert result["params"]["custom_objects"] == TINY.custom_objects and result["params"]["custom_kinds"] == 7
+    medians = {m["name"]: m["median"] for m in result["metrics"]}
+    assert medians["kubernetes_custom_resources: rows/s"] > 0 and medians["kubernetes_pods: rows/s"] > 0
+    (target,) = result["targets"]
+    assert target["goal"] == 0.8 and target["measured"] == medians["custom / pods rows/s"]
+    for table in ("pods", "custom"):
+        stages = sum(
+            medians[f"{table}: stage {s}"]
+            for s in ("extract (list + rows)", "frames (to_frame)", "load (COPY + swap)")
+        )
+        assert stages <= medians[f"{table}: wall"] * 1.01 + 0.01
 
 
 def test_a_target_is_judged_in_its_direction_and_shown_as_missed() -> None:

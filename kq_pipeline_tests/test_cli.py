@@ -9,15 +9,25 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from kq_pipeline.cli import main
 from kq_pipeline.load_output import LoadConsole
-from kq_pipeline.report import ClusterResult, TableLoad, cluster_line, cluster_result, summary_line
+from kq_pipeline.registry import TABLES
+from kq_pipeline.report import (
+    ClusterResult,
+    TableLoad,
+    cluster_line,
+    cluster_result,
+    summary_line,
+    table_report,
+)
 from kq_pipeline.simulator import serve_fleet
 from kq_pipeline.simulator.objects import ClusterSpec
 
@@ -63,13 +73,13 @@ def test_load_prints_one_line_per_cluster_replaces_and_survives_one_failing(
         per_cluster = "SELECT cluster_name, count(*) FROM kubernetes_pods GROUP BY 1 ORDER BY 1"
         assert _query(kq_env, per_cluster) == [(n, 200) for n in names]
         timed = "SELECT count(*) FROM kq_loads WHERE status = 'success' AND duration_ms >= 0"
-        assert _query(kq_env, timed) == [(5 * 51,)]
+        assert _query(kq_env, timed) == [(5 * len(TABLES),)]
 
         assert main(["load", "--tables"]) == 0  # replace, not append; and every table's line
         out = capfd.readouterr().out
         assert "Cluster REPORT sim-0 - https://127.0.0.1:" in out
         assert re.search(r"^  sim-0 kubernetes_pods Rows=200, Duration=\d+\.\dms$", out, re.M)
-        assert len(re.findall(r"^  sim-\d kubernetes_\w+ Rows=\d+", out, re.M)) == 5 * 51
+        assert len(re.findall(r"^  sim-\d kubernetes_\w+ Rows=\d+", out, re.M)) == 5 * len(TABLES)
         assert _query(kq_env, per_cluster) == [(n, 200) for n in names]
 
         before = _query(kq_env, "SELECT * FROM kubernetes_pods WHERE cluster_name = 'sim-1' ORDER BY uid")
@@ -88,7 +98,7 @@ def test_load_prints_one_line_per_cluster_replaces_and_survives_one_failing(
             kq_env,
             "SELECT DISTINCT table_name FROM kq_loads WHERE cluster_name = 'sim-1' AND status = 'failed'",
         )
-        assert len(failures) == 51
+        assert len(failures) == len(TABLES)
 
 
 def test_an_unreachable_cluster_is_named_with_its_reason_and_no_traceback(
@@ -141,6 +151,35 @@ def test_register_a_target_then_load_it_with_the_reader_token(
     (token_file,) = _query(kq_env, "SELECT token_file FROM kq_clusters WHERE name = 'prod-1'")[0]
     assert Path(token_file).parent == tmp_path / "tokens"
     assert _query(kq_env, "SELECT count(*) FROM kubernetes_pods WHERE cluster_name = 'prod-1'") == [(20,)]
+
+
+def test_register_with_a_selection_grants_what_it_collects_and_registering_again_keeps_it(
+    kq_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = ClusterSpec(name="ops", seed=4, pods=10, operators=("cert-manager", "argocd"), custom_objects=20)
+    with serve_fleet([spec]) as fleet:
+        admin = fleet.write_kubeconfig(tmp_path / "admin.yaml")
+        args = ["clusters", "register", "--kubeconfig", str(admin), "--context", "ops"]
+        selection = ["--tables", "!kubernetes_secrets", "--custom-kinds", "cert-manager.io/*"]
+        assert main([*args, *selection, "--token-dir", str(tmp_path / "t")]) == 0
+        out = capsys.readouterr().out
+        assert "collect: -secrets; custom: cert-manager.io/*" in out
+        assert main(["load", "--cluster", "ops"]) == 0
+        capsys.readouterr()
+        assert main([*args, "--dry-run"]) == 0  # no options: the stored selection
+        (role,) = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d and d["kind"] == "ClusterRole"]
+    granted = {r for rule in role["rules"] for r in rule.get("resources", ())}
+    assert "secrets" not in granted and {"certificates", "issuers", "clusterissuers"} <= granted
+    assert "applications" not in granted
+    assert _query(kq_env, "SELECT collect FROM kq_clusters WHERE name = 'ops'") == [
+        ({"tables": ["!kubernetes_secrets"], "custom_kinds": ["cert-manager.io/*"]},)
+    ]
+    loaded = "SELECT DISTINCT api_group FROM kubernetes_custom_resources WHERE cluster_name = 'ops'"
+    assert _query(kq_env, loaded) == [("cert-manager.io",)]
+    status = (
+        "SELECT status FROM kq_latest_loads WHERE cluster_name = 'ops' AND table_name = 'kubernetes_secrets'"
+    )
+    assert _query(kq_env, status) == [("excluded",)]
 
 
 def test_ctrl_c_during_a_load_is_one_line_and_exit_130(kq_env: str, tmp_path: Path) -> None:
@@ -233,3 +272,90 @@ def test_a_pipe_gets_plain_lines_only() -> None:
     console.finish()
     assert "\r" not in pipe.getvalue() and "\033" not in pipe.getvalue()
     assert pipe.getvalue().splitlines()[0] == "a          5 rows     1.0s  ok"
+
+
+def test_a_selection_given_to_clusters_add_is_listed_applied_and_in_the_load_report(
+    kq_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = ClusterSpec(name="sel", seed=5, pods=20, operators=("cert-manager", "istio"), custom_objects=30)
+    with serve_fleet([spec]) as fleet:
+        kubeconfig = str(fleet.write_kubeconfig(tmp_path / "k.yaml"))
+        add = ["clusters", "add", "--kubeconfig", kubeconfig]
+        assert main([*add, "--tables", "!kubernetes_secrets", "--custom-kinds", "cert-manager.io/*"]) == 0
+        capsys.readouterr()
+        assert main(["clusters", "list"]) == 0
+        (line,) = capsys.readouterr().out.splitlines()
+        assert line.startswith("sel ") and line.endswith("  collect: -secrets; custom: cert-manager.io/*")
+
+        assert main(["load", "--tables"]) == 0
+        out = capsys.readouterr().out
+        assert (
+            "  sel kubernetes_secrets EXCLUDED (excluded by the cluster's selection (collect.tables))" in out
+        )
+        not_selected = "(1 custom kind(s) not selected (collect.custom_kinds))"  # istio's VirtualService
+        assert re.search(
+            rf"^  sel kubernetes_custom_resources Rows=\d+, Duration=\S+ {re.escape(not_selected)}$",
+            out,
+            re.M,
+        )
+        assert re.search(r"^sel +[\d,]+ rows +\d+\.\ds  ok$", out, re.M)
+        kinds = _query(kq_env, "SELECT DISTINCT api_group FROM kubernetes_custom_resources")
+        assert kinds == [("cert-manager.io",)]
+
+        assert main(["clusters", "add", "--kubeconfig", kubeconfig]) == 0  # no options: the file's (none)
+        capsys.readouterr()
+        assert main(["clusters", "list"]) == 0
+        assert capsys.readouterr().out.rstrip().endswith("  collect: all")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--tables", "kubernetes_podz"],
+            "'kubernetes_podz' matches no table (did you mean kubernetes_pods?)",
+        ),
+        (["--custom-kinds", "certificates"], "'certificates' is not group/Kind or group/plural"),
+        (["--exclude-namespaces", "Kube System"], "is not a namespace name or glob"),
+        (["--max-objects-per-kind", "0"], "must be a positive integer, got 0"),
+    ],
+)
+def test_a_bad_selection_option_is_a_one_line_error_with_exit_2(
+    kq_env: str, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    args = ["clusters", "add", "solo", "--server", "https://10.0.0.3:6443", "--token-env", "T", *options]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("kq: error: cluster solo: collect.")
+    assert message in captured.err and len(captured.err.splitlines()) == 1
+
+
+def test_the_table_report_shows_excluded_tables_and_notes() -> None:
+    loads = [
+        _load("kubernetes_pods"),
+        replace(_load("kubernetes_secrets", "excluded", rows=0), note="excluded by the cluster's selection"),
+        replace(
+            _load("kubernetes_custom_resources", rows=4), note="a.io/X: 403 Forbidden: previous rows kept (2)"
+        ),
+    ]
+    result = cluster_result("c1", loads)
+    assert result.ok and result.rows == 7
+    lines = table_report(result)[3:]
+    assert lines == [
+        "  c1 kubernetes_pods Rows=3, Duration=10.0ms",
+        "  c1 kubernetes_secrets EXCLUDED (excluded by the cluster's selection)",
+        "  c1 kubernetes_custom_resources Rows=4, Duration=10.0ms"
+        " (a.io/X: 403 Forbidden: previous rows kept (2))",
+    ]
+
+
+def test_an_unreachable_cluster_with_excluded_tables_still_has_one_reason() -> None:
+    cause = "GET /version: connection failed"
+    loads = [_load(t, "failed", f"cluster c1: table {t}: {cause}", None) for t in ("t1", "t2")]
+    loads.append(_load("t3", "excluded", rows=0))
+    result = cluster_result("c1", loads)
+    assert not result.ok and result.reason == cause
+    assert table_report(result)[3:] == [
+        f"  c1 FAILED (all 2 tables): cluster c1: table t1: {cause}",
+        "  c1 t3 EXCLUDED",
+    ]

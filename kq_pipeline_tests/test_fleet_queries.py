@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -22,6 +23,8 @@ from kq_pipeline.demo import demo_specs
 from kq_pipeline.refresh import RefreshSettings, refresh_clusters
 from kq_pipeline.registry import TABLES
 from kq_pipeline.simulator import serve_fleet_process
+from kq_pipeline.simulator.objects import generate_objects
+from kq_pipeline.simulator.objects.ctx import NOW
 from kq_pipeline_tests.conftest import REPO
 from kq_pipeline_tests.postgres_fixtures import database_dsn
 
@@ -142,3 +145,55 @@ def test_published_query_returns_rows_on_the_demo_fleet(demo_dsn: str, where: st
         conn.read_only = True  # an example must not change the data the next one reads
         rows = conn.execute(query).fetchall()
     assert rows, f"{where} returns no rows on the demo fleet:\n{query}"
+
+
+def _published(*needles: str) -> list[tuple[str, str]]:
+    """The published queries (README and SQL file) holding every needle."""
+    found = [(w, q) for w, q in QUERIES if all(n in q for n in needles)]
+    assert {w.split(":")[0] for w, _ in found} == {p.name for p in SOURCES}, needles
+    return found
+
+
+@pytest.fixture(scope="module")
+def demo_objects() -> dict[str, dict[str, list]]:
+    """What the demo's simulated clusters serve (the generator is deterministic), per cluster."""
+    return {spec.name: generate_objects(spec) for spec in demo_specs(DEMO_CLUSTERS)}
+
+
+def test_the_expiring_certificates_query_finds_exactly_those_expiring_within_14_days(
+    demo_dsn: str, demo_objects: dict[str, dict[str, list]]
+) -> None:
+    """Evaluated at the simulator's clock (its objects' "now"), the query returns the Certificates whose
+    notAfter is less than 14 days after it: some, not all (the others are good for longer)."""
+    deadline = NOW + 14 * 86400
+    expected, total = set(), 0
+    for cluster, objects in demo_objects.items():
+        for cert in objects.get("cert-manager.io/v1/certificates", []):
+            total += 1
+            not_after = (cert.get("status") or {}).get("notAfter")
+            if not_after and datetime.fromisoformat(not_after).timestamp() < deadline:
+                expected.add((cluster, cert["metadata"]["namespace"], cert["metadata"]["name"]))
+    assert 0 < len(expected) < total
+    for where, query in _published("'Certificate'", "notAfter", "14 days"):
+        at_sim_clock = query.replace("now()", f"to_timestamp({NOW})")
+        with psycopg.connect(demo_dsn) as conn:
+            rows = conn.execute(at_sim_clock).fetchall()
+        assert {r[:3] for r in rows} == expected, where
+        assert len(rows) == len(expected)
+
+
+def test_the_out_of_sync_query_finds_every_out_of_sync_application(
+    demo_dsn: str, demo_objects: dict[str, dict[str, list]]
+) -> None:
+    expected = {
+        (cluster, app["metadata"]["namespace"], app["metadata"]["name"])
+        for cluster, objects in demo_objects.items()
+        for app in objects.get("argoproj.io/v1alpha1/applications", [])
+        if ((app.get("status") or {}).get("sync") or {}).get("status") == "OutOfSync"
+    }
+    apps = sum(len(o.get("argoproj.io/v1alpha1/applications", [])) for o in demo_objects.values())
+    assert 0 < len(expected) < apps and len({c for c, _, _ in expected}) > 1  # in several clusters
+    for where, query in _published("'Application'", "'OutOfSync'"):
+        with psycopg.connect(demo_dsn) as conn:
+            rows = conn.execute(query).fetchall()
+        assert {r[:3] for r in rows} == expected and len(rows) == len(expected), where

@@ -1,4 +1,5 @@
-"""Loading a simulated cluster fills all 51 tables with exactly the rows its objects call for.
+"""Loading a simulated cluster fills every fleet table (kubequery's 51 and the two custom-resource
+tables) with exactly the rows its objects call for.
 
 The expected counts are computed here from the simulator's objects with kubequery's fan-out rules
 (one row per object, container, volume, rule, subject, ...), independently of the row builders.
@@ -15,10 +16,10 @@ from psycopg import sql
 
 from kq_pipeline import inventory
 from kq_pipeline.refresh import RefreshSettings, refresh_clusters
-from kq_pipeline.registry import TABLES
+from kq_pipeline.registry import CUSTOM_RESOURCES_TABLE, TABLES
 from kq_pipeline.simulator import serve_fleet
 from kq_pipeline.simulator.catalog import Catalog
-from kq_pipeline.simulator.objects import ClusterSpec
+from kq_pipeline.simulator.objects import OPERATORS, ClusterSpec, custom_counts
 
 Obj = dict[str, Any]
 
@@ -75,11 +76,13 @@ def _source_objects(objects: dict[str, Any], table: str) -> list[Obj]:
     return objects[keys[0]] if keys else []  # a kind served at two versions: same objects
 
 
-def expected_rows(objects: dict[str, Any], table: str, minor: int) -> int:
+def expected_rows(objects: dict[str, Any], table: str, catalog: Catalog, spec: ClusterSpec) -> int:
     if table == "kubernetes_info":
         return 1
     if table == "kubernetes_api_resources":
-        return sum(1 + len(t.subresources) for t in Catalog.for_minor(minor).types)
+        return sum(1 + len(t.subresources) for t in catalog.types)
+    if table == CUSTOM_RESOURCES_TABLE:  # each kind once, at its preferred version
+        return sum(custom_counts(spec).values())
     source = _source_objects(objects, table)
     row_per = TABLES[table].row_per
     if row_per == "container":
@@ -91,11 +94,17 @@ def expected_rows(objects: dict[str, Any], table: str, minor: int) -> int:
     return len(source)
 
 
+SPECS = {
+    minor: ClusterSpec(
+        name="full", seed=21, pods=120, namespaces=6, k8s_minor=minor, operators=OPERATORS, custom_objects=90
+    )
+    for minor in (29, 24)
+}
+
+
 @pytest.fixture(params=[29, 24], ids=["k8s-1.29", "k8s-1.24"])
 def fleet(request: pytest.FixtureRequest) -> Iterator:
-    with serve_fleet(
-        [ClusterSpec(name="full", seed=21, pods=120, namespaces=6, k8s_minor=request.param)]
-    ) as f:
+    with serve_fleet([SPECS[request.param]]) as f:
         yield f
 
 
@@ -116,7 +125,7 @@ def test_every_table_holds_exactly_the_rows_the_cluster_objects_call_for(
             t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
             for t in TABLES
         }
-    expected = {t: expected_rows(sim.objects, t, minor) for t in TABLES}
+    expected = {t: expected_rows(sim.objects, t, sim.catalog, SPECS[minor]) for t in TABLES}
     assert loaded == expected
     assert loaded["kubernetes_pods"] == 120
     assert all(n > 0 for t, n in loaded.items() if t != "kubernetes_pod_security_policies")

@@ -3,6 +3,7 @@ unchanged rows are never rewritten, and a removed cluster stays removed until it
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -10,6 +11,7 @@ import pytest
 
 from kq_pipeline import inventory
 from kq_pipeline.cli import main
+from kq_pipeline.collect import Collect
 from kq_pipeline.inventory import Cluster, InventoryError
 from kq_pipeline_tests.conftest import write_inventory_file
 
@@ -179,3 +181,84 @@ def test_kq_clusters_remove_and_list_say_why_the_inventory_file_no_longer_adds_a
     )
     assert main(["clusters", "list"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["prod-eu", "prod-us"]
+
+
+# -- what to collect -----------------------------------------------------------------------------------
+
+
+def test_a_files_collect_block_is_the_fleet_default_and_a_clusters_own_overrides_it_key_by_key(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "clusters.yaml").write_text(
+        """
+collect:
+  tables: ["!kubernetes_secrets"]
+  custom_kinds: ["cert-manager.io/*", "!*.internal.example.com/*"]
+  exclude_namespaces: [kube-system, "tenant-*"]
+clusters:
+  - {name: plain, server: "https://10.0.0.1:6443", token_env: T}
+  - name: dev
+    server: https://10.0.0.2:6443
+    token_env: T
+    collect:
+      tables: []
+      max_objects_per_kind: 1000
+"""
+    )
+    plain, dev = inventory.clusters_from_yaml(tmp_path / "clusters.yaml")
+    assert plain.collect == Collect(
+        tables=("!kubernetes_secrets",),
+        custom_kinds=("cert-manager.io/*", "!*.internal.example.com/*"),
+        exclude_namespaces=("kube-system", "tenant-*"),
+    )
+    assert dev.collect == Collect(
+        custom_kinds=("cert-manager.io/*", "!*.internal.example.com/*"),
+        exclude_namespaces=("kube-system", "tenant-*"),
+        max_objects_per_kind=1000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "clusters:\n  - {name: a, server: 'https://x', token_env: T,"
+            " collect: {tables: [kubernetes_podz]}}",
+            "cluster a: collect.tables: 'kubernetes_podz' matches no table (did you mean kubernetes_pods?)",
+        ),
+        (
+            "collect: {custom_kinds: [cert-manager.io]}\n"
+            "clusters:\n  - {name: a, server: 'https://x', token_env: T}",
+            "fleet default: collect.custom_kinds: 'cert-manager.io' is not group/Kind or group/plural",
+        ),
+        ("collect: [x]\nclusters: []", "the top-level collect must be a mapping"),
+        ("colect: {}\nclusters: []", "unknown top-level keys ['colect']"),
+        (
+            "clusters:\n  - {name: a, server: 'https://x', token_env: T, collect: 3}",
+            "entry 0: collect must be a mapping",
+        ),
+    ],
+)
+def test_a_bad_selection_in_a_file_is_one_line_naming_the_file_and_cluster(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "clusters.yaml"
+    path.write_text(text)
+    with pytest.raises(InventoryError) as info:
+        inventory.clusters_from_yaml(path)
+    assert str(info.value).startswith(f"inventory file {path}: ") and message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_selection_is_stored_with_the_cluster_and_a_change_of_it_is_a_change(pg_dsn: str) -> None:
+    mine = replace(_cluster("a"), collect=Collect(tables=("!kubernetes_secrets",), max_objects_per_kind=7))
+    with psycopg.connect(pg_dsn) as conn:
+        inventory.upsert_clusters(conn, [mine, _cluster("b")])
+        assert inventory.get_cluster(conn, "a") == mine
+        assert inventory.get_cluster(conn, "b") == _cluster("b")
+        stored = conn.execute("SELECT name, collect FROM kq_clusters ORDER BY name").fetchall()
+        assert stored == [("a", {"tables": ["!kubernetes_secrets"], "max_objects_per_kind": 7}), ("b", None)]
+        assert inventory.sync_clusters(conn, [mine, _cluster("b")]) == inventory.FileSync([], [])
+        changed = replace(mine, collect=Collect())
+        assert inventory.sync_clusters(conn, [changed, _cluster("b")]).written == ["a"]
+        assert inventory.get_cluster(conn, "a") == changed

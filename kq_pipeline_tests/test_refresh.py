@@ -13,7 +13,7 @@ from psycopg import sql
 
 from kq_pipeline import inventory
 from kq_pipeline.refresh import RefreshSettings, refresh_clusters
-from kq_pipeline.registry import TABLES
+from kq_pipeline.registry import PROJECT_TABLES, TABLES
 from kq_pipeline.simulator import serve_fleet
 from kq_pipeline.simulator.objects import ClusterSpec
 
@@ -73,7 +73,14 @@ def test_a_kubequery_mode_cluster_goes_through_the_same_load_path_as_a_native_on
         pods = conn.execute(
             "SELECT count(*) FROM kubernetes_pods WHERE cluster_name = 'twin-kubequery'"
         ).fetchone()
+        statuses = conn.execute(
+            "SELECT table_name, status, note FROM kq_loads WHERE cluster_name = 'twin-kubequery'"
+            " AND status <> 'success'"
+        ).fetchall()
     assert pods == (60,)
+    # kubequery has no custom-resource tables: not collected for that cluster, said so, not failed
+    assert {(t, s) for t, s, _ in statuses} == {(t, "excluded") for t in PROJECT_TABLES}
+    assert all("not available with the kubequery extractor" in note for _, _, note in statuses)
 
 
 def test_a_cluster_removed_from_the_inventory_before_its_refresh_fails_by_name(pg_dsn: str) -> None:

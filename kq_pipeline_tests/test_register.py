@@ -13,6 +13,7 @@ import psycopg
 import pytest
 import yaml
 
+from kq_pipeline.collect import Collect
 from kq_pipeline.inventory import access_for, get_cluster, upsert_clusters
 from kq_pipeline.register import READER, TOKEN_SECRET, RegisterError, reader_manifests, register_cluster
 from kq_pipeline.simulator import Fleet
@@ -151,3 +152,52 @@ def test_the_inventory_row_holds_a_file_reference_never_the_token(
         assert get_cluster(conn, "prod-eu") == cluster
         dump = conn.execute("SELECT row_to_json(c)::text FROM kq_clusters c").fetchone()
     assert dump is not None and token not in dump[0] and str(tmp_path) in dump[0]
+
+
+def _stored_role(fleet: Fleet, cluster: str) -> dict:
+    sim = fleet.clusters[cluster]
+    rtype = sim.catalog.lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+    assert rtype is not None
+    role = sim.store.get(rtype, "", READER)
+    assert role is not None
+    return role
+
+
+def test_registering_again_with_another_selection_updates_our_role_in_place(
+    fleet: Fleet, admin: Path, tmp_path: Path
+):
+    register_cluster(admin, "prod-eu", name=None, dry_run=False, token_dir=tmp_path, out=io.StringIO())
+    uid = _stored_role(fleet, "prod-eu")["metadata"]["uid"]
+    out = io.StringIO()
+    cluster = register_cluster(
+        admin,
+        "prod-eu",
+        name=None,
+        dry_run=False,
+        token_dir=tmp_path,
+        out=out,
+        collect=Collect(tables=("!kubernetes_secrets",)),
+    )
+    assert cluster is not None and cluster.collect == Collect(tables=("!kubernetes_secrets",))
+    assert f"updated   ClusterRole {READER} (rules: -list secrets)" in out.getvalue()
+    role = _stored_role(fleet, "prod-eu")
+    assert role["metadata"]["uid"] == uid and role["rules"] == reader_manifests(cluster.collect)[2]["rules"]
+    assert "warning" not in out.getvalue()
+
+
+def test_a_foreign_role_of_the_same_name_is_reported_and_left_alone(tmp_path: Path):
+    with Fleet() as f:
+        f.add("old", fresh_target("old", pods=5))
+        sim = f.clusters["old"]
+        rtype = sim.catalog.lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+        assert rtype is not None
+        foreign = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole"}
+        foreign["metadata"] = {"name": READER}
+        foreign["rules"] = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+        sim.store.write(rtype, foreign, create=True)
+        admin = f.write_kubeconfig(tmp_path / "admin.yaml")
+        out = io.StringIO()
+        with pytest.raises(RegisterError, match="the reader cannot read namespace kube-system"):
+            register_cluster(admin, "old", name=None, dry_run=False, token_dir=tmp_path, out=out)
+        assert "is not labelled as kq-pipeline's" in out.getvalue()
+        assert _stored_role(f, "old")["rules"] == foreign["rules"]

@@ -35,7 +35,7 @@ CLUSTER_NAME=$3
 CLUSTER_UID=$4
 INDEX=$5
 
-# kubequery's 51 tables (kq_pipeline.registry.TABLES; a test keeps the two lists equal).
+# kubequery's 51 tables (kq_pipeline.registry.KUBEQUERY_TABLES; a test keeps the two lists equal).
 TABLES='
 kubernetes_mutating_webhooks
 kubernetes_validating_webhooks

@@ -54,3 +54,29 @@ ORDER BY n.cluster_name, n.name;
 SELECT cluster_name, table_name, status, rows_loaded, finished_at, error
 FROM kq_latest_loads
 ORDER BY cluster_name, table_name;
+
+-- cert-manager Certificates that expire within 14 days (or already have), across the fleet.
+-- Custom objects keep spec and status as jsonb: notAfter is an RFC 3339 string in status.
+SELECT cluster_name, namespace, name, spec ->> 'secretName' AS secret,
+       spec -> 'issuerRef' ->> 'name' AS issuer,
+       (status ->> 'notAfter')::timestamptz AS not_after
+FROM kubernetes_custom_resources
+WHERE api_group = 'cert-manager.io' AND kind = 'Certificate'
+  AND (status ->> 'notAfter')::timestamptz < now() + interval '14 days'
+ORDER BY not_after, cluster_name, namespace, name;
+
+-- Argo CD Applications out of sync, per cluster, with their health and the revision they are at.
+SELECT cluster_name, namespace, name, spec ->> 'project' AS project,
+       status -> 'health' ->> 'status' AS health, status -> 'sync' ->> 'revision' AS revision
+FROM kubernetes_custom_resources
+WHERE api_group = 'argoproj.io' AND kind = 'Application'
+  AND status -> 'sync' ->> 'status' = 'OutOfSync'
+ORDER BY cluster_name, namespace, name;
+
+-- Custom objects per cluster and kind, next to the kinds each cluster's CRDs define.
+SELECT d.cluster_name, d."group", d.kind, d.established, count(r.uid) AS objects
+FROM kubernetes_custom_resource_definitions d
+LEFT JOIN kubernetes_custom_resources r
+  ON r.cluster_name = d.cluster_name AND r.api_group = d."group" AND r.kind = d.kind
+GROUP BY d.cluster_name, d."group", d.kind, d.established
+ORDER BY d.cluster_name, d."group", d.kind;

@@ -22,18 +22,23 @@ CREATE TABLE IF NOT EXISTS kq_clusters (
     cluster_uid text,
     added_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    retired_at timestamptz
+    retired_at timestamptz,
+    collect jsonb
 );
+-- Added after the first release: upgrade older databases in place.
+ALTER TABLE kq_clusters ADD COLUMN IF NOT EXISTS collect jsonb;
 COMMENT ON TABLE kq_clusters IS
     'Cluster inventory: where each API server and its credentials are (never the secrets). '
     'retired_at NULL = active.';
+COMMENT ON COLUMN kq_clusters.collect IS
+    'What to collect (tables, custom_kinds, exclude_namespaces, max_objects_per_kind); NULL = everything.';
 
 CREATE TABLE IF NOT EXISTS kq_loads (
     id bigserial PRIMARY KEY,
     run_id text,
     cluster_name text NOT NULL,
     table_name text NOT NULL,
-    status text NOT NULL CHECK (status IN ('success', 'failed')),
+    status text NOT NULL CONSTRAINT kq_loads_status_check CHECK (status IN ('success', 'failed', 'excluded')),
     rows_extracted integer,
     rows_loaded integer,
     rows_rejected integer NOT NULL DEFAULT 0,
@@ -46,7 +51,24 @@ CREATE TABLE IF NOT EXISTS kq_loads (
 -- Added after the first release: upgrade older databases in place.
 ALTER TABLE kq_loads ADD COLUMN IF NOT EXISTS duration_ms integer;
 ALTER TABLE kq_loads ADD COLUMN IF NOT EXISTS note text;
-COMMENT ON COLUMN kq_loads.note IS 'Rejected rows and why, sanitised values, kind not served.';
+-- 'excluded' came with the per-cluster selection: widen an older database's CHECK (once; NOT VALID:
+-- the rows already there satisfy the narrower one, so a long load history is not scanned).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'kq_loads'::regclass
+                   AND conname = 'kq_loads_status_check'
+                   AND pg_get_constraintdef(oid) LIKE '%excluded%') THEN
+        ALTER TABLE kq_loads DROP CONSTRAINT IF EXISTS kq_loads_status_check;
+        ALTER TABLE kq_loads ADD CONSTRAINT kq_loads_status_check
+            CHECK (status IN ('success', 'failed', 'excluded')) NOT VALID;
+    END IF;
+END $$;
+COMMENT ON COLUMN kq_loads.status IS
+    'success: snapshot replaced; failed: previous rows kept; excluded: not collected for this cluster '
+    '(its rows deleted), see note.';
+COMMENT ON COLUMN kq_loads.note IS
+    'Rejected rows and why, sanitised values, kind not served, why excluded, '
+    'custom kinds whose previous rows were kept.';
 COMMENT ON COLUMN kq_loads.duration_ms IS 'Time spent on this table: its list calls, rows, frame and load.';
 CREATE INDEX IF NOT EXISTS kq_loads_cluster_table_finished_idx
     ON kq_loads (cluster_name, table_name, finished_at DESC);
@@ -56,7 +78,8 @@ CREATE OR REPLACE VIEW kq_latest_loads AS
     SELECT DISTINCT ON (cluster_name, table_name) *
     FROM kq_loads
     ORDER BY cluster_name, table_name, finished_at DESC, id DESC;
-COMMENT ON VIEW kq_latest_loads IS 'The latest load (success or failure) of every cluster x table.';
+COMMENT ON VIEW kq_latest_loads IS
+    'The latest load (success, failed or excluded) of every cluster x table.';
 
 -- kubernetes_mutating_webhooks: one row per webhook
 CREATE TABLE IF NOT EXISTS "kubernetes_mutating_webhooks" (
@@ -2269,3 +2292,49 @@ CREATE TABLE IF NOT EXISTS "kubernetes_volume_attachments" (
 );
 CREATE INDEX IF NOT EXISTS "kubernetes_volume_attachments_cluster_name_node_name_idx" ON "kubernetes_volume_attachments" ("cluster_name", "node_name");
 CREATE INDEX IF NOT EXISTS "kubernetes_volume_attachments_labels_idx" ON "kubernetes_volume_attachments" USING gin ("labels" jsonb_path_ops);
+
+-- kubernetes_custom_resource_definitions: one row per object
+CREATE TABLE IF NOT EXISTS "kubernetes_custom_resource_definitions" (
+    "cluster_name" text NOT NULL,
+    "cluster_uid" text,
+    "uid" text,
+    "name" text,
+    "group" text,
+    "kind" text,
+    "plural" text,
+    "singular" text,
+    "scope" text,
+    "versions" jsonb,
+    "storage_version" text,
+    "established" integer,
+    "names_accepted" integer,
+    "creation_timestamp" bigint,
+    "labels" jsonb,
+    "annotations" jsonb
+);
+CREATE INDEX IF NOT EXISTS "kubernetes_custom_resource_definitions_cluster_name_name_idx" ON "kubernetes_custom_resource_definitions" ("cluster_name", "name");
+CREATE INDEX IF NOT EXISTS "kubernetes_custom_resource_definitions_labels_idx" ON "kubernetes_custom_resource_definitions" USING gin ("labels" jsonb_path_ops);
+
+-- kubernetes_custom_resources: one row per object
+CREATE TABLE IF NOT EXISTS "kubernetes_custom_resources" (
+    "cluster_name" text NOT NULL,
+    "cluster_uid" text,
+    "api_group" text,
+    "api_version" text,
+    "kind" text,
+    "resource" text,
+    "namespace" text,
+    "name" text,
+    "uid" text,
+    "creation_timestamp" bigint,
+    "resource_version" text,
+    "labels" jsonb,
+    "annotations" jsonb,
+    "owner_references" jsonb,
+    "spec" jsonb,
+    "status" jsonb,
+    "extra" jsonb
+);
+CREATE INDEX IF NOT EXISTS "kubernetes_custom_resources_cluster_name_api_group_kind_idx" ON "kubernetes_custom_resources" ("cluster_name", "api_group", "kind");
+CREATE INDEX IF NOT EXISTS "kubernetes_custom_resources_cluster_name_namespace_name_idx" ON "kubernetes_custom_resources" ("cluster_name", "namespace", "name");
+CREATE INDEX IF NOT EXISTS "kubernetes_custom_resources_labels_idx" ON "kubernetes_custom_resources" USING gin ("labels" jsonb_path_ops);

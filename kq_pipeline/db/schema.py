@@ -53,11 +53,16 @@ CREATE TABLE IF NOT EXISTS kq_clusters (
     cluster_uid text,
     added_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    retired_at timestamptz
+    retired_at timestamptz,
+    collect jsonb
 );
+-- Added after the first release: upgrade older databases in place.
+ALTER TABLE kq_clusters ADD COLUMN IF NOT EXISTS collect jsonb;
 COMMENT ON TABLE kq_clusters IS
     'Cluster inventory: where each API server and its credentials are (never the secrets). '
-    'retired_at NULL = active.';"""
+    'retired_at NULL = active.';
+COMMENT ON COLUMN kq_clusters.collect IS
+    'What to collect (tables, custom_kinds, exclude_namespaces, max_objects_per_kind); NULL = everything.';"""
 
 LOADS_DDL = """\
 CREATE TABLE IF NOT EXISTS kq_loads (
@@ -65,7 +70,7 @@ CREATE TABLE IF NOT EXISTS kq_loads (
     run_id text,
     cluster_name text NOT NULL,
     table_name text NOT NULL,
-    status text NOT NULL CHECK (status IN ('success', 'failed')),
+    status text NOT NULL CONSTRAINT kq_loads_status_check CHECK (status IN ('success', 'failed', 'excluded')),
     rows_extracted integer,
     rows_loaded integer,
     rows_rejected integer NOT NULL DEFAULT 0,
@@ -78,7 +83,24 @@ CREATE TABLE IF NOT EXISTS kq_loads (
 -- Added after the first release: upgrade older databases in place.
 ALTER TABLE kq_loads ADD COLUMN IF NOT EXISTS duration_ms integer;
 ALTER TABLE kq_loads ADD COLUMN IF NOT EXISTS note text;
-COMMENT ON COLUMN kq_loads.note IS 'Rejected rows and why, sanitised values, kind not served.';
+-- 'excluded' came with the per-cluster selection: widen an older database's CHECK (once; NOT VALID:
+-- the rows already there satisfy the narrower one, so a long load history is not scanned).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'kq_loads'::regclass
+                   AND conname = 'kq_loads_status_check'
+                   AND pg_get_constraintdef(oid) LIKE '%excluded%') THEN
+        ALTER TABLE kq_loads DROP CONSTRAINT IF EXISTS kq_loads_status_check;
+        ALTER TABLE kq_loads ADD CONSTRAINT kq_loads_status_check
+            CHECK (status IN ('success', 'failed', 'excluded')) NOT VALID;
+    END IF;
+END $$;
+COMMENT ON COLUMN kq_loads.status IS
+    'success: snapshot replaced; failed: previous rows kept; excluded: not collected for this cluster '
+    '(its rows deleted), see note.';
+COMMENT ON COLUMN kq_loads.note IS
+    'Rejected rows and why, sanitised values, kind not served, why excluded, '
+    'custom kinds whose previous rows were kept.';
 COMMENT ON COLUMN kq_loads.duration_ms IS 'Time spent on this table: its list calls, rows, frame and load.';
 CREATE INDEX IF NOT EXISTS kq_loads_cluster_table_finished_idx
     ON kq_loads (cluster_name, table_name, finished_at DESC);
@@ -88,7 +110,8 @@ CREATE OR REPLACE VIEW kq_latest_loads AS
     SELECT DISTINCT ON (cluster_name, table_name) *
     FROM kq_loads
     ORDER BY cluster_name, table_name, finished_at DESC, id DESC;
-COMMENT ON VIEW kq_latest_loads IS 'The latest load (success or failure) of every cluster x table.';"""
+COMMENT ON VIEW kq_latest_loads IS
+    'The latest load (success, failed or excluded) of every cluster x table.';"""
 
 
 def column_type(column: Column) -> str:
@@ -117,6 +140,8 @@ def index_columns(table: Table) -> list[tuple[tuple[str, ...], str]]:
     labels. (cluster_name, namespace) replaces a separate (cluster_name) index on namespaced tables: its
     prefix serves the same lookups.
     """
+    if table.indexes is not None:  # declared by the table's definition (the project's own tables)
+        return list(table.indexes)
     names = set(storage_column_names(table))
     json_columns = set(table.json_columns)
     out: list[tuple[tuple[str, ...], str]] = []
@@ -142,7 +167,7 @@ def index_name(table: str, columns: tuple[str, ...]) -> str:
 
 
 def table_ddl(table: Table) -> list[sql.Composed]:
-    """CREATE TABLE and its indexes for one kubequery table."""
+    """CREATE TABLE and its indexes for one fleet table."""
     defs = [
         sql.SQL("    {} {}{}").format(
             sql.Identifier(c.name),

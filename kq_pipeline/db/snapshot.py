@@ -8,12 +8,22 @@ failure rolls the table back to exactly that snapshot, and the caller records th
 `record_failed_load`. No staging table: the lock already keeps other loads of the cluster out, so
 copying into the target directly is just as atomic and writes every row once instead of twice.
 Values travel only as COPY data or query parameters; identifiers only from the registry.
+
+Two variations on the whole-snapshot rule:
+
+* a table whose definition names `kept_by` columns (custom resources: api_group, kind) may keep the
+  previous rows of the parts that failed this time (`keep`): the delete spares them, the COPY adds
+  everyone else's new rows, and the load is a success whose note names each kept part and why
+  (its rows_loaded counts the kept rows too: it is what the snapshot holds);
+* a table the cluster's selection excludes is emptied for that cluster (`exclude_snapshot`) and
+  recorded as 'excluded', so the data always reflects what is collected.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,8 +51,17 @@ INSERT_LOAD_SQL = """
 @dataclass(frozen=True)
 class LoadResult:
     rows_loaded: int
+    """Rows the cluster's snapshot of the table holds after the load: those copied, plus any kept
+    (kq_loads.rows_loaded too, so a cluster's latest successful load always counts its rows)."""
     rows_rejected: int
     duration_s: float
+    rows_kept: int = 0
+    """Previous rows of failed parts left in place (see `keep`)."""
+    note: str | None = None
+    """The note recorded in kq_loads (the caller's, plus what was kept)."""
+    parts: dict[tuple[str, ...], int] | None = None
+    """For a table with `kept_by` columns: the rows the snapshot holds per part (custom resources: per
+    (api_group, kind)), copied or kept; a kept part with no previous rows counts 0. None otherwise."""
 
 
 def replace_snapshot(
@@ -57,30 +76,44 @@ def replace_snapshot(
     extract_s: float = 0.0,
     note: str | None = None,
     cluster_locked: bool = False,
+    keep: Mapping[tuple[str, ...], str] | None = None,
 ) -> LoadResult:
     """Replace `cluster_name`'s rows of `table` with the frame's rows, atomically.
 
     `cluster_locked`: this session already holds the cluster's lock (a refresh does, for all its
     tables), so the per-table lock would be one more round trip for nothing.
 
+    `keep`: parts of the snapshot, by the table's `kept_by` values, whose previous rows stay (they
+    failed this time; the frame has no rows of theirs) -> why; named in the recorded note.
+
     `extract_s` (time spent listing and building this table's rows) is added to the load time in
     the kq_loads row's duration_ms, so the report shows what the table cost end to end."""
     t0 = time.perf_counter()
     frame, rejected = (typed.frame, typed.rows_rejected) if isinstance(typed, TypedFrame) else (typed, 0)
-    columns = storage_column_names(registry_table(table))
+    spec = registry_table(table)
+    columns = storage_column_names(spec)
     _check_frame(frame, columns, cluster_name)
+    if keep and not spec.kept_by:
+        raise ValueError(f"table {table} has no kept_by columns: its snapshot is replaced whole")
     target = sql.Identifier(table)
+    kept: dict[tuple[str, ...], int] = {}
     with conn.transaction(), conn.cursor() as cur:
         if not cluster_locked:
             cur.execute(CLUSTER_LOCK_SQL, (cluster_name,))
-        cur.execute(sql.SQL("DELETE FROM {} WHERE cluster_name = %s").format(target), (cluster_name,))
+        if keep:
+            kept = _delete_except(cur, table, spec.kept_by, cluster_name, list(keep))
+            note = "; ".join(p for p in (note, kept_note(keep, kept)) if p)
+        else:
+            cur.execute(sql.SQL("DELETE FROM {} WHERE cluster_name = %s").format(target), (cluster_name,))
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
             target, sql.SQL(", ").join(map(sql.Identifier, columns))
         )
         with cur.copy(copy_sql) as copy:
             for row in _rows(frame, columns, trusted=isinstance(typed, TypedFrame)):
                 copy.write_row(row)
-        loaded = cur.rowcount
+        kept_rows = sum(kept.values())
+        loaded = cur.rowcount + kept_rows  # what the cluster's snapshot of the table holds now
+        parts = _part_counts(frame, spec.kept_by, kept, keep) if spec.kept_by else None
         cur.execute(
             INSERT_LOAD_SQL,
             _load_row(
@@ -96,7 +129,100 @@ def replace_snapshot(
                 note=note,
             ),
         )
-    return LoadResult(rows_loaded=loaded, rows_rejected=rejected, duration_s=time.perf_counter() - t0)
+    return LoadResult(
+        rows_loaded=loaded,
+        rows_rejected=rejected,
+        duration_s=time.perf_counter() - t0,
+        rows_kept=kept_rows,
+        note=note,
+        parts=parts,
+    )
+
+
+def _part_counts(
+    frame: pd.DataFrame,
+    kept_by: tuple[str, ...],
+    kept: Mapping[tuple[str, ...], int],
+    keep: Mapping[tuple[str, ...], str] | None,
+) -> dict[tuple[str, ...], int]:
+    """Rows per part: the frame's (counted in memory, no query) plus the kept ones'."""
+    counts = Counter(zip(*(frame[c].to_numpy() for c in kept_by), strict=True)) if len(frame) else Counter()
+    for key in keep or ():
+        counts[key] += kept.get(key, 0)
+    return dict(sorted(counts.items()))
+
+
+def _delete_except(
+    cur: psycopg.Cursor,
+    table: str,
+    kept_by: tuple[str, ...],
+    cluster_name: str,
+    keep: list[tuple[str, ...]],
+) -> dict[tuple[str, ...], int]:
+    """Delete the cluster's rows but those of the `keep` parts; how many rows each kept part has."""
+    target = sql.Identifier(table)
+    part = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in kept_by)
+    spared = sql.SQL(" OR ").join(sql.SQL("({})").format(part) for _ in keep)
+    params = [v for key in keep for v in key]
+    cur.execute(
+        sql.SQL("DELETE FROM {} WHERE cluster_name = %s AND NOT ({})").format(target, spared),
+        [cluster_name, *params],
+    )
+    cols = sql.SQL(", ").join(map(sql.Identifier, kept_by))
+    cur.execute(
+        sql.SQL("SELECT {}, count(*) FROM {} WHERE cluster_name = %s GROUP BY {}").format(cols, target, cols),
+        (cluster_name,),
+    )
+    return {tuple(r[:-1]): r[-1] for r in cur.fetchall()}
+
+
+def kept_note(keep: Mapping[tuple[str, ...], str], counts: Mapping[tuple[str, ...], int]) -> str:
+    """Each kept part, why it failed and how many rows it kept, e.g.
+    "cert-manager.io/Certificate: permission denied: ...: previous rows kept (12)"."""
+    return "; ".join(
+        f"{'/'.join(key)}: {why}: previous rows kept ({counts.get(key, 0)})" for key, why in keep.items()
+    )
+
+
+def exclude_snapshot(
+    conn: psycopg.Connection,
+    table: str,
+    cluster_name: str,
+    *,
+    run_id: str | None,
+    started_at: datetime,
+    note: str,
+    cluster_locked: bool = False,
+) -> int:
+    """Delete `cluster_name`'s rows of a table it does not collect, and record the load as 'excluded'.
+
+    Returns the rows deleted (named in the note when there were any: the first refresh after the
+    selection changed)."""
+    registry_table(table)
+    t0 = time.perf_counter()
+    with conn.transaction(), conn.cursor() as cur:
+        if not cluster_locked:
+            cur.execute(CLUSTER_LOCK_SQL, (cluster_name,))
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE cluster_name = %s").format(sql.Identifier(table)), (cluster_name,)
+        )
+        deleted = cur.rowcount
+        if deleted:
+            note = f"{note}; its {deleted} previous rows deleted"
+        cur.execute(
+            INSERT_LOAD_SQL,
+            _load_row(
+                run_id,
+                cluster_name,
+                table,
+                "excluded",
+                started_at,
+                rows_loaded=0,
+                duration_s=time.perf_counter() - t0,
+                note=note,
+            ),
+        )
+    return deleted
 
 
 def record_failed_load(

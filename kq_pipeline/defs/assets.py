@@ -1,10 +1,11 @@
-"""The assets: one partitioned asset per Kubernetes API group, and the 51 tables as catalog entries.
+"""The assets: one partitioned asset per Kubernetes API group (plus "custom": custom resources), and
+every fleet table (kubequery's 51 and the two custom-resource tables) as a catalog entry.
 
 Why groups and not tables: every asset-partition materialization costs Dagster 30-80 ms of
 bookkeeping, so 51 per-table assets would cost seconds per cluster before any data moves. The
 group assets are one subsettable multi-asset, so one op lists a cluster once for all selected groups.
 A run may carry many clusters (a backfill batch); each cluster gets its own materialization and check
-evaluation, and the run fails at the end, naming them, if any cluster failed. The 51 table entries get
+evaluation, and the run fails at the end, naming them, if any cluster failed. The table entries get
 one materialization per run (not per cluster) with the table's fleet-wide row count, so the catalog
 shows when each table was last loaded and how big it is.
 """
@@ -43,6 +44,9 @@ from kq_pipeline.registry import ASSET_GROUPS, TABLES
 ASSET_PREFIX = "kubequery"
 MAX_CLUSTERS_PER_RUN = 25
 MAX_DROP_RATIO = 0.5
+KINDS_METADATA = "kinds"
+"""The custom group's materialization: rows per custom kind, {"cert-manager.io/Certificate": 120, ...}
+(one JSON entry: the event is written once per cluster and refresh, so it stays one small value)."""
 
 GROUP_DESCRIPTIONS = {
     "core": "Core API (v1) objects, plus events.k8s.io Events",
@@ -55,6 +59,7 @@ GROUP_DESCRIPTIONS = {
     "storage": "storage.k8s.io: storage classes, CSI drivers and nodes, volume attachments",
     "admissionregistration": "mutating and validating admission webhooks",
     "discovery": "server version and API resources (discovery)",
+    "custom": "custom resources: every CRD, and the objects of the selected established kinds",
 }
 
 
@@ -108,7 +113,8 @@ table_specs = [
     AssetSpec(
         AssetKey(name),
         deps=[group_key(t.asset_group)],
-        description=f"kubequery table {name} for every cluster (one snapshot per cluster_name).",
+        description=f"{'kubequery' if t.kubequery else 'kq-pipeline'} table {name} for every cluster "
+        "(one snapshot per cluster_name).",
         group_name="tables",
         kinds={"postgres"},
         metadata={"dagster/column_schema": _column_schema(name), "dagster/table_name": f"public.{name}"},
@@ -131,6 +137,10 @@ def _materialization(group: str, outcome: ClusterOutcome) -> AssetMaterializatio
     notes = {t: outcome.tables[t].note for t in ASSET_GROUPS[group] if outcome.tables[t].note}
     if notes:
         metadata["notes"] = MetadataValue.json(notes)
+    for t in ASSET_GROUPS[group]:  # custom resources: rows per kind ("group/Kind"), kept kinds included
+        parts = outcome.tables[t].parts
+        if parts is not None:
+            metadata[KINDS_METADATA] = MetadataValue.json({"/".join(key): n for key, n in parts.items()})
     return AssetMaterialization(asset_key=group_key(group), partition=outcome.cluster, metadata=metadata)
 
 

@@ -45,7 +45,8 @@ def previous_counts(
 def judge_row_counts(
     outcome: ClusterOutcome, tables: Sequence[str], previous: dict[str, int], max_drop_ratio: float
 ) -> RowCountVerdict:
-    """loaded == extracted; never-empty tables non-empty; no drop beyond `max_drop_ratio`."""
+    """loaded == extracted; never-empty tables non-empty; no drop beyond `max_drop_ratio`. Tables the
+    cluster does not collect (excluded) break no rule."""
     broken: list[str] = []
     counts: dict[str, int | None] = {}
     for table in tables:
@@ -55,9 +56,15 @@ def judge_row_counts(
             broken.append(f"{table}: not loaded")
             continue
         counts[table] = t.rows_loaded
+        if t.excluded:  # not collected for this cluster: emptied on purpose, no rule applies
+            continue
         loaded, extracted = t.rows_loaded or 0, t.rows_extracted or 0
-        if loaded + t.rows_rejected != extracted:
-            broken.append(f"{table}: loaded {loaded} + rejected {t.rows_rejected} != extracted {extracted}")
+        written = loaded - t.rows_kept  # kept rows (failed custom kinds) were not extracted this time
+        if written + t.rows_rejected != extracted:
+            kept = f" - kept {t.rows_kept}" if t.rows_kept else ""
+            broken.append(
+                f"{table}: loaded {loaded}{kept} + rejected {t.rows_rejected} != extracted {extracted}"
+            )
         if t.rows_rejected:
             broken.append(f"{table}: {t.rows_rejected} rows rejected")
         if table in NEVER_EMPTY and loaded == 0:

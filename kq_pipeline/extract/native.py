@@ -6,6 +6,8 @@ resources at a time, turning each page into rows as it arrives so raw pages neve
 list's second page on, partly in worker processes: see `row_workers`).
 A table whose list fails gets `rows=None` and an error naming cluster and table; the others load.
 A kind the cluster no longer serves (PodSecurityPolicy since 1.25) gives an empty table and a note.
+The custom-resource tables come from the CRD list and each selected kind's list (see `custom`),
+beside the built-in lists in the same pool.
 
 `kubernetes_events` differs from kubequery by nature: kubequery streams informer events; a poll
 sees the Events that exist at poll time, each as one "add" row.
@@ -21,7 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kq_pipeline.collect import Collect
 from kq_pipeline.extract import row_workers
+from kq_pipeline.extract.custom import CUSTOM_TABLES, extract_custom
 from kq_pipeline.extract.discovery import Discovery, ListTarget, discover
 from kq_pipeline.extract.prefetch import RESTART, prefetched
 from kq_pipeline.extract.result import ClusterExtract, Row, TableExtract
@@ -126,8 +130,12 @@ def extract_cluster(
     deadline_s: float = 300,
     page_limit: int = 500,
     client: KubeClient | None = None,
+    collect: Collect | None = None,
 ) -> ClusterExtract:
-    """Every requested table of one cluster; never raises for a cluster-side failure."""
+    """Every requested table of one cluster; never raises for a cluster-side failure.
+
+    `collect` chooses the custom kinds and their object limit (the caller has already left out the
+    tables it excludes: those are not in `tables`)."""
     t0 = time.perf_counter()
     wanted = list(dict.fromkeys(tables))
     for name in wanted:
@@ -152,7 +160,7 @@ def extract_cluster(
             result.tables[INFO_TABLE] = TableExtract(INFO_TABLE, rows, None, 1, time.perf_counter() - t0)
         rest = [t for t in wanted if t != INFO_TABLE]
         if rest:
-            _extract_listed(client, result, rest, concurrency, page_limit, now, t0)
+            _extract_listed(client, result, rest, concurrency, page_limit, now, t0, collect or Collect())
         result.tables = {t: result.tables[t] for t in wanted}
         result.duration_s = time.perf_counter() - t0
         return result
@@ -169,6 +177,7 @@ def _extract_listed(
     page_limit: int,
     now: datetime,
     t0: float,
+    collect: Collect,
 ) -> None:
     name, uid = result.cluster_name, result.cluster_uid or ""
     try:
@@ -181,7 +190,7 @@ def _extract_listed(
 
     jobs: dict[str, _Job] = {}
     for t in tables:
-        if t == API_RESOURCES_TABLE:
+        if t == API_RESOURCES_TABLE or t in CUSTOM_TABLES:
             continue
         src = registry_table(t).source
         target = disc.resolve(src)
@@ -227,7 +236,17 @@ def _extract_listed(
     )
     big = [tuple(j.tables) for j in order if j.target.resource in _BIG_FIRST and not j.is_secret]
     row_workers.warm_up(big)
+    custom = [t for t in tables if t in CUSTOM_TABLES]
+
+    def run_custom() -> dict[str, TableExtract]:
+        try:
+            return extract_custom(client, disc, name, uid, custom, collect, page_limit=page_limit)
+        except Exception as exc:  # a bug here must not sink the built-in tables
+            log.exception("cluster %s: custom resources failed", name)
+            return {t: TableExtract(t, None, _table_error(name, t, exc), 0, 0.0) for t in custom}
+
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"kq-{name}") as pool:
+        custom_future = pool.submit(run_custom) if custom else None  # first: it may be big
         for job, exc, duration in pool.map(run, order):
             for t in job.tables:
                 if exc is not None:
@@ -235,6 +254,8 @@ def _extract_listed(
                     continue
                 note = EVENTS_NOTE if t == "kubernetes_events" else job.note
                 result.tables[t] = TableExtract(t, job.rows[t], None, job.objects, duration, note)
+        if custom_future is not None:
+            result.tables.update(custom_future.result())
 
 
 def _api_resources(disc: Discovery, name: str, uid: str, duration: float) -> TableExtract:

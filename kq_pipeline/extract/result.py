@@ -19,6 +19,9 @@ class TableExtract:
     duration_s: float = 0.0
     note: str | None = None
     """Why rows may look unusual although the extraction succeeded (kind not served, other version)."""
+    kept_kinds: dict[tuple[str, ...], str] = field(default_factory=dict)
+    """Parts of the table that failed, by the table's `kept_by` values (custom resources: (api_group,
+    kind)) -> why: the load keeps their previous rows instead of replacing them with nothing."""
 
     @property
     def ok(self) -> bool:

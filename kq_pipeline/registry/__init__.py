@@ -1,9 +1,15 @@
 """The schema registry: the one source of table names, column names, types and JSON columns.
 
 Everything that names a SQL identifier (DDL, COPY, queries, Dagster table schemas) reads it from
-here, so a name that is not in kubequery's schema can never reach PostgreSQL. The data is
-kubequery's own schema (`schema.json`, shipped in the package, copied from the test data,
-kq_pipeline_tests/data/kubequery, by `tools/build_registry.py`).
+here, so a name that is not in the registry can never reach PostgreSQL. Two sources:
+
+* kubequery's own schema (`schema.json`, shipped in the package, copied from the test data,
+  kq_pipeline_tests/data/kubequery, by `tools/build_registry.py`): `KUBEQUERY_TABLES`, the 51 tables
+  whose rows must be exactly kubequery's;
+* the project's own tables in the same style (`custom_tables.json`): custom resources and their
+  definitions, which kubequery does not have.
+
+`TABLES` is every fleet table (both), the set a refresh loads.
 """
 
 from __future__ import annotations
@@ -38,10 +44,10 @@ NEVER_EMPTY: frozenset[str] = frozenset({"kubernetes_namespaces", "kubernetes_no
 
 
 class UnknownTableError(KeyError):
-    """A table name that kubequery does not have."""
+    """A table name that the registry does not have."""
 
     def __str__(self) -> str:
-        return f"unknown table {self.args[0]!r}: not one of kubequery's {len(TABLES)} tables"
+        return f"unknown table {self.args[0]!r}: not one of the {len(TABLES)} fleet tables"
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,14 @@ class Table:
     row_per: str
     asset_group: str
     spec: dict[str, Any] = field(repr=False, compare=False)
-    """The full kubequery schema entry (row loops, Go provenance) for the row builders."""
+    """The full schema entry (for kubequery's tables: row loops, Go provenance) for the row builders."""
+    kubequery: bool = True
+    """One of kubequery's tables (its rows are kubequery's); False for the project's own tables."""
+    indexes: tuple[tuple[tuple[str, ...], str], ...] | None = None
+    """(columns, method) of each index when the definition declares them (else derived, see db.schema)."""
+    kept_by: tuple[str, ...] = ()
+    """Columns naming a part of a cluster's snapshot that a load may keep when that part failed
+    (custom resources: (api_group, kind)); empty: the snapshot is replaced whole."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -92,9 +105,9 @@ def _load_json(name: str) -> Any:
     return json.loads(resources.files(__package__).joinpath(name).read_text())
 
 
-def _build_tables() -> dict[str, Table]:
+def _build_tables(file: str, *, kubequery: bool) -> dict[str, Table]:
     out: dict[str, Table] = {}
-    for name, spec in _load_json("schema.json")["tables"].items():
+    for name, spec in _load_json(file)["tables"].items():
         src = spec["source"]
         columns = tuple(
             Column(
@@ -119,14 +132,26 @@ def _build_tables() -> dict[str, Table]:
                 namespaced=bool(src.get("namespaced")),
             ),
             row_per=spec["row_per"],
-            asset_group=API_GROUP_TO_ASSET_GROUP[src.get("api_group")],
+            asset_group=spec.get("asset_group") or API_GROUP_TO_ASSET_GROUP[src.get("api_group")],
             spec=spec,
+            kubequery=kubequery,
+            indexes=tuple((tuple(cols), method) for cols, method in spec["indexes"])
+            if "indexes" in spec
+            else None,
+            kept_by=tuple(spec.get("kept_by") or ()),
         )
     return out
 
 
-TABLES: dict[str, Table] = _build_tables()
-"""All 51 tables, in kubequery's docs/schema.md order."""
+KUBEQUERY_TABLES: dict[str, Table] = _build_tables("schema.json", kubequery=True)
+"""kubequery's 51 tables, in its docs/schema.md order: conformance, kubequery mode, and whatever must
+be exactly kubequery's use these."""
+CUSTOM_RESOURCE_DEFINITIONS_TABLE = "kubernetes_custom_resource_definitions"
+CUSTOM_RESOURCES_TABLE = "kubernetes_custom_resources"
+PROJECT_TABLES: dict[str, Table] = _build_tables("custom_tables.json", kubequery=False)
+"""The project's own tables (custom resources), which kubequery does not have."""
+TABLES: dict[str, Table] = {**KUBEQUERY_TABLES, **PROJECT_TABLES}
+"""Every fleet table: kubequery's, then the project's."""
 
 ASSET_GROUPS: dict[str, tuple[str, ...]] = {}
 for _t in TABLES.values():

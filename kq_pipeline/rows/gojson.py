@@ -29,6 +29,7 @@ Encoder = Callable[[Any], str]
 _INTS = frozenset({"int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64"})
 _FLOATS = frozenset({"float32", "float64"})
 _EMPTY: dict[str, Any] = {}
+_INF = float("inf")
 _BACKSLASH_RUN = re.compile(r"(\\+)([bf])")
 
 
@@ -72,8 +73,38 @@ def _int_json(value: Any) -> str:
     return str(value) if type(value) is int else str(int(value))
 
 
+def go_float(value: float) -> str:
+    """A float64 as Go's encoding/json writes it (its floatEncoder): the shortest digits that read
+    back to the same float (Python's repr finds the same digits), in plain notation unless
+    abs < 1e-6 or abs >= 1e21, where it is strconv's 'e' form with a one-digit negative exponent
+    ("1e-7", "1.5e+21"). So `1.0` is `1`, `1e16` is `10000000000000000`, `-0.0` is `-0`.
+    NaN and infinities have no JSON form (Go's Marshal fails): ValueError."""
+    if value != value or value in (_INF, -_INF):
+        raise ValueError(f"{value!r} has no JSON representation")
+    text = repr(float(value))  # "123.45", "1e-07", "1.5e+21"
+    sign = "-" if text[0] == "-" else ""
+    mantissa, _, exp = text.lstrip("-").partition("e")
+    whole, _, frac = mantissa.partition(".")
+    every = whole + frac
+    significant = every.lstrip("0")
+    if not significant:
+        return sign + "0"
+    point = len(whole) + int(exp or 0) - (len(every) - len(significant))  # value = 0.<digits> x 10**point
+    digits = significant.rstrip("0")
+    magnitude = abs(value)
+    if magnitude < 1e-6 or magnitude >= 1e21:
+        e = point - 1
+        head = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{head}e{'-' if e < 0 else '+'}{abs(e) if e < 0 else f'{e:02d}'}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
 def _float_json(value: Any) -> str:
-    return "0" if value is None else json.dumps(value)
+    return "0" if value is None else go_float(value)
 
 
 def _bool_json(value: Any) -> str:

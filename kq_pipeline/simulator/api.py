@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,8 @@ class ClusterApi:
         self.writes = Writes(catalog, store, self.tokens)
         self.crd_deleter: Callable[[str], dict[str, Any] | None] | None = None
         """Deletes a CRD (and its kinds and objects) by name; set by the cluster. None: CRDs are read-only."""
+        self.request_log: deque[str] | None = None
+        """"GET /api/v1/pods" per API request (no query, no control endpoint); set by the cluster."""
         self._version_doc = orjson.dumps(version)
         self._server_address = server_address
         self.catalog = catalog
@@ -115,6 +118,8 @@ class ClusterApi:
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         if path.startswith("/_sim/"):
             return self._control(req, path)
+        if self.request_log is not None:
+            self.request_log.append(f"{req.method} {path}")
         self.faults.wait_latency()
         if self.faults.hanging and not self.faults.wait_while_hanging(self.stopping):
             return None
@@ -123,11 +128,14 @@ class ClusterApi:
             retry = self.faults.take_throttle()
             if retry is not None:
                 raise status.too_many_requests(retry)
-            if req.method in ("POST", "DELETE"):
+            if req.method in ("POST", "PUT", "DELETE"):
                 return self._write(req.method, path, user, req.body)
             if req.method not in ("GET", "HEAD"):
                 raise status.ApiError(
-                    405, "MethodNotAllowed", "the simulator serves reads, creates and deletes only", {}
+                    405,
+                    "MethodNotAllowed",
+                    "the simulator serves reads, creates, updates and deletes only",
+                    {},
                 )
             return self._route(path, query, user)
         except ApiError as err:
@@ -166,7 +174,7 @@ class ClusterApi:
         if route is None:
             raise status.path_not_found()
         rt = route.rtype
-        verb = "create" if method == "POST" else "delete"
+        verb = {"POST": "create", "PUT": "update"}.get(method, "delete")
         if who.name == ANONYMOUS:
             raise status.forbidden(who.name, verb, rt.resource, rt.group, route.namespace, route.name)
         crd_delete = verb == "delete" and rt.key == CRD_KEY and self.crd_deleter is not None
@@ -175,6 +183,10 @@ class ClusterApi:
         self._authorize(who, verb, rt, route.namespace, route.name)
         if verb == "create":
             return Response(201, orjson.dumps(self.writes.create(rt, route.namespace, body)))
+        if verb == "update":
+            return Response(
+                200, orjson.dumps(self.writes.update(rt, route.namespace, route.name or "", body))
+            )
         if crd_delete and self.crd_deleter is not None:
             gone = self.crd_deleter(route.name or "")
             if gone is None:

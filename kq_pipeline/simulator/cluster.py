@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import ssl
 import threading
+from collections import deque
 from typing import Any
 
 from kq_pipeline.gcpause import gc_paused
@@ -18,6 +19,7 @@ from kq_pipeline.simulator.server import ApiHttpServer
 from kq_pipeline.simulator.store import ClusterStore
 
 DEFAULT_MINOR = 29
+REQUEST_LOG_SIZE = 100_000
 
 
 class SimulatedCluster:
@@ -72,6 +74,9 @@ class SimulatedCluster:
         self._reopen: threading.Timer | None = None
         self._refused = False
         self.api: ClusterApi | None = None
+        self.request_log: deque[str] = deque(maxlen=REQUEST_LOG_SIZE)
+        """The API requests served, oldest first, as "GET /apis/cert-manager.io/v1/certificates" (no
+        query string); tests read it to prove what a client asked for (and what it did not)."""
 
     def __repr__(self) -> str:
         return f"SimulatedCluster(name={self.name!r}, url={self.url!r}, running={self.running})"
@@ -118,6 +123,25 @@ class SimulatedCluster:
             self.store.drop(dropped)
             return gone
 
+    def install_crd(
+        self, crd: dict[str, Any], objects: dict[str, list[dict[str, Any]]] | None = None
+    ) -> None:
+        """Create CRD `crd` and serve its kind from now on, as `kubectl apply` of a CRD does, with
+        `objects` ("<group>/<version>/<plural>" -> objects at any one served version, as
+        generate_objects returns them). The reverse of `remove_crd`; ValueError if it exists."""
+        with self._crd_lock:
+            if self.catalog.lookup(CRD_TYPE.group, CRD_TYPE.version, CRD_TYPE.resource) is None:
+                raise ValueError(f"cluster {self.name} does not serve CustomResourceDefinitions")
+            if self.store.write(CRD_TYPE, crd, create=True) is None:
+                raise ValueError(f"CRD {crd['metadata']['name']} exists")
+            every = [e.obj for e in self.store.history(CRD_TYPE).current.entries]
+            catalog = Catalog.for_minor(self.minor, every)
+            added = [t for t in catalog.types if t not in self.catalog.types]
+            self.store.add({t: objects_for(t, objects or {}) for t in added})  # objects first, then routes
+            self.catalog = catalog
+            if self.api is not None:
+                self.api.set_catalog(catalog)
+
     def set_rbac_rules(self, rules: Any) -> None:
         """Enforce a Role/ClusterRole manifest (or a list of rules); None turns RBAC off."""
         self._authorizer = Authorizer(rules) if rules is not None else None
@@ -145,6 +169,7 @@ class SimulatedCluster:
                 token_delay_s=self._token_delay_s,
             )
             self.api.crd_deleter = self.remove_crd
+            self.api.request_log = self.request_log
             server.api = self.api
             self._server = server
             self._thread = threading.Thread(

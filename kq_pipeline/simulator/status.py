@@ -121,5 +121,16 @@ def already_exists(resource: str, group: str, name: str) -> ApiError:
     return ApiError(409, "AlreadyExists", f'{qual} "{name}" already exists', _details(resource, group, name))
 
 
+def conflict(resource: str, group: str, name: str) -> ApiError:
+    qual = f"{resource}.{group}" if group else resource
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {qual} "{name}": the object has been modified; please apply '
+        "your changes to the latest version and try again",
+        _details(resource, group, name),
+    )
+
+
 def invalid(kind: str, name: str, why: str) -> ApiError:
     return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {why}', {"name": name, "kind": kind})

@@ -228,6 +228,17 @@ class ClusterStore:
             self._revision += 1
             return self._revision
 
+    def add(self, served: dict[ResourceType, list[dict[str, Any]]]) -> int:
+        """Serve new resources with these objects, as creating a CRD does; returns the new revision."""
+        with self._lock:
+            by_key = dict(self._by_key)
+            self._revision += 1
+            for rtype, objs in served.items():
+                snap = Snapshot.build(self._revision, [Entry.of(o, rtype.custom) for o in objs])
+                by_key[rtype.key] = ResourceHistory(rtype, snap)
+            self._by_key = by_key
+            return self._revision
+
     def begin_list(self, rtype: ResourceType) -> tuple[int, Snapshot]:
         with self._lock:
             return self._revision, self._by_key[rtype.key].current

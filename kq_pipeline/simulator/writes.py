@@ -1,4 +1,4 @@
-"""Creates and deletes for the kinds that registering a cluster writes, and the token controller.
+"""Creates, updates and deletes for the kinds that registering a cluster writes, and the token controller.
 
 `kq clusters register` creates a namespace, a ServiceAccount, a ClusterRole, its binding and a
 `kubernetes.io/service-account-token` Secret. As on a real cluster, the token controller fills that
@@ -107,12 +107,13 @@ class TokenController:
 
 
 class Writes:
-    """POST (create) and DELETE on the registration kinds; everything else stays read-only."""
+    """POST (create), PUT (update) and DELETE on the registration kinds; everything else stays read-only."""
 
     def __init__(self, catalog: Catalog, store: ClusterStore, tokens: TokenController) -> None:
         self._catalog = catalog
         self._store = store
         self._tokens = tokens
+        self._update_lock = threading.Lock()  # the version check and the write, together
 
     def __repr__(self) -> str:
         return "Writes()"
@@ -121,7 +122,8 @@ class Writes:
     def writable(rtype: ResourceType) -> bool:
         return (rtype.group, rtype.resource) in CREATABLE
 
-    def create(self, rtype: ResourceType, namespace: str | None, body: bytes) -> dict[str, Any]:
+    @staticmethod
+    def _body(rtype: ResourceType, body: bytes) -> dict[str, Any]:
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -132,6 +134,38 @@ class Writes:
             or obj.get("apiVersion") != rtype.group_version
         ):
             raise status.bad_request(f"the body must be a {rtype.group_version} {rtype.kind}")
+        return obj
+
+    def update(self, rtype: ResourceType, namespace: str | None, name: str, body: bytes) -> dict[str, Any]:
+        """Replace an object (PUT). With metadata.resourceVersion set, only if it is still the stored one
+        (409 Conflict otherwise), as kube-apiserver's optimistic concurrency; uid and creation stay."""
+        obj = self._body(rtype, body)
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict) or meta.get("name") != name:
+            raise status.bad_request("the name of the object does not match the name on the URL")
+        if rtype.namespaced and meta.get("namespace") not in (None, namespace):
+            raise status.bad_request(
+                "the namespace of the object does not match the namespace of the request"
+            )
+        with self._update_lock:
+            current = self._store.get(rtype, namespace or "", name)
+            if current is None:
+                raise status.not_found(rtype.resource, rtype.group, name)
+            version = meta.get("resourceVersion")
+            if version and version != current["metadata"].get("resourceVersion"):
+                raise status.conflict(rtype.resource, rtype.group, name)
+            if rtype.namespaced:
+                meta["namespace"] = namespace
+            for key in ("uid", "creationTimestamp"):
+                if key in current["metadata"]:
+                    meta[key] = current["metadata"][key]
+            stored = self._store.write(rtype, obj, create=False)
+        if stored is None:
+            raise status.not_found(rtype.resource, rtype.group, name)
+        return stored
+
+    def create(self, rtype: ResourceType, namespace: str | None, body: bytes) -> dict[str, Any]:
+        obj = self._body(rtype, body)
         meta = obj.get("metadata")
         name = meta.get("name") if isinstance(meta, dict) else None
         if not name:

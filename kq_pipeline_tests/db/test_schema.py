@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from kq_pipeline.db.schema import apply_schema, index_name, schema_sql
-from kq_pipeline.registry import TABLES
+from kq_pipeline.registry import KUBEQUERY_TABLES, PROJECT_TABLES, TABLES
 
 REPO = Path(__file__).resolve().parents[2]
 PG_TYPE = {"TEXT": "text", "INTEGER": "integer", "BIGINT": "bigint"}
@@ -61,7 +61,7 @@ def test_every_table_has_kubequerys_columns_in_order_with_jsonb_for_json(pg_dsn)
     found: dict[str, list[tuple[str, str, str]]] = {}
     for table, column, data_type, nullable in rows:
         found.setdefault(table, []).append((column, data_type, nullable))
-    assert set(found) == set(TABLES) and len(found) == 51
+    assert set(found) == set(TABLES) and len(found) == len(KUBEQUERY_TABLES) + len(PROJECT_TABLES)
     for table in TABLES.values():
         expected = [
             (
@@ -192,3 +192,62 @@ def test_the_example_fleet_queries_answer_over_loaded_clusters(pg_dsn):
         ("b", "n2", "v1.29.0", 0),
     ]
     assert len(freshness) == 6 and {r[2] for r in freshness} == {"success"}
+
+
+def test_an_older_database_is_upgraded_for_selections_and_excluded_loads(pg_empty_dsn):
+    """A database made before per-cluster selections: kq_clusters without `collect`, kq_loads whose
+    status CHECK knows only success and failed. Applying the schema adds the one and widens the other."""
+    with psycopg.connect(pg_empty_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE kq_clusters (name text PRIMARY KEY, server text NOT NULL, kubeconfig text,"
+            " context text, token_env text, token_file text, ca_file text, ca_data text,"
+            " insecure_skip_tls_verify boolean NOT NULL DEFAULT false,"
+            " extractor text NOT NULL DEFAULT 'native',"
+            " source text NOT NULL, cluster_uid text, added_at timestamptz NOT NULL DEFAULT now(),"
+            " updated_at timestamptz NOT NULL DEFAULT now(), retired_at timestamptz)"
+        )
+        conn.execute(
+            "CREATE TABLE kq_loads (id bigserial PRIMARY KEY, run_id text, cluster_name text NOT NULL,"
+            " table_name text NOT NULL, status text NOT NULL CHECK (status IN ('success', 'failed')),"
+            " rows_extracted integer, rows_loaded integer, rows_rejected integer NOT NULL DEFAULT 0,"
+            " started_at timestamptz NOT NULL, finished_at timestamptz NOT NULL, error text)"
+        )
+        conn.execute(
+            "INSERT INTO kq_loads (cluster_name, table_name, status, started_at, finished_at)"
+            " VALUES ('c1', 'kubernetes_pods', 'success', now(), now())"
+        )
+        apply_schema(conn)
+        conn.execute(
+            "INSERT INTO kq_loads (cluster_name, table_name, status, started_at, finished_at)"
+            " VALUES ('c1', 'kubernetes_pods', 'excluded', now(), now())"
+        )
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                "INSERT INTO kq_loads (cluster_name, table_name, status, started_at, finished_at)"
+                " VALUES ('c1', 'kubernetes_pods', 'skipped', now(), now())"
+            )
+        assert conn.execute("SELECT status FROM kq_latest_loads").fetchall() == [("excluded",)]
+        assert conn.execute("SELECT to_regclass('kubernetes_custom_resources') IS NOT NULL").fetchone() == (
+            True,
+        )
+        apply_schema(conn, force=True)  # and again: the widened CHECK is left as it is
+        checks = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'kq_loads'::regclass AND contype = 'c'"
+        ).fetchone()
+        assert checks == (1,)
+        conn.execute(
+            "INSERT INTO kq_clusters (name, server, source, collect) VALUES ('c1', 'https://x', 'cli', '{}')"
+        )
+
+
+def test_the_custom_resource_tables_have_their_declared_indexes(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        defs = dict(
+            conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'kubernetes_custom_resources'"
+            ).fetchall()
+        )
+    cr = "kubernetes_custom_resources"
+    assert "(cluster_name, api_group, kind)" in defs[index_name(cr, ("cluster_name", "api_group", "kind"))]
+    assert "(cluster_name, namespace, name)" in defs[index_name(cr, ("cluster_name", "namespace", "name"))]
+    assert "gin (labels jsonb_path_ops)" in defs[index_name(cr, ("labels",))]

@@ -11,7 +11,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from kq_pipeline.db.snapshot import LoadResult, record_failed_load, replace_snapshot
+from kq_pipeline.db.snapshot import LoadResult, exclude_snapshot, record_failed_load, replace_snapshot
 from kq_pipeline.frames import to_frame
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -201,3 +201,124 @@ def test_a_session_already_holding_the_cluster_lock_can_replace(pg_dsn):
         assert conn.execute(
             "SELECT pg_advisory_unlock(hashtextextended('kq-cluster:' || %s, 0))", ("c1",)
         ).fetchone()
+
+
+# -- custom resources: failed kinds keep their previous rows -------------------------------------------
+CR = "kubernetes_custom_resources"
+
+
+def objects(kinds: dict[tuple[str, str], int], *, generation: str = "g1") -> list[dict[str, str]]:
+    return [
+        {
+            "api_group": group,
+            "api_version": f"{group}/v1",
+            "kind": kind,
+            "resource": kind.lower() + "s",
+            "namespace": "ns",
+            "name": f"{kind.lower()}-{i}",
+            "uid": f"{generation}-{kind}-{i}",
+            "spec": json.dumps({"n": i}),
+        }
+        for (group, kind), n in kinds.items()
+        for i in range(n)
+    ]
+
+
+def custom_snapshot(conn, cluster: str) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for group, kind, uid in conn.execute(
+        f"SELECT api_group, kind, uid FROM {CR} WHERE cluster_name = %s", (cluster,)
+    ).fetchall():
+        out.setdefault((group, kind), set()).add(uid)
+    return out
+
+
+CERT, ISSUER, APP = (
+    ("cert-manager.io", "Certificate"),
+    ("cert-manager.io", "Issuer"),
+    ("argoproj.io", "Application"),
+)
+
+
+def test_a_failed_kind_keeps_its_previous_rows_and_the_others_are_replaced(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        load(conn, "c1", objects({CERT: 3, ISSUER: 2, APP: 1}), table=CR)
+        load(conn, "c2", objects({CERT: 1}), table=CR)
+        fresh = to_frame(CR, objects({ISSUER: 4}, generation="g2"), cluster_name="c1")
+        why = {CERT: "permission denied: 403 Forbidden", APP: "more than 10 objects (limit), not loaded"}
+        result = replace_snapshot(
+            conn, CR, "c1", fresh, run_id="r2", started_at=T0, rows_extracted=4, note="n1", keep=why
+        )
+        assert (result.rows_loaded, result.rows_kept) == (8, 4)  # what the snapshot holds: 4 new + 4 kept
+        assert result.parts == {APP: 1, CERT: 3, ISSUER: 4}  # per kind, kept ones included
+        got = custom_snapshot(conn, "c1")
+        assert got[CERT] == {"g1-Certificate-0", "g1-Certificate-1", "g1-Certificate-2"}  # kept
+        assert got[APP] == {"g1-Application-0"}  # kept
+        assert got[ISSUER] == {f"g2-Issuer-{i}" for i in range(4)}  # replaced: old Issuers gone
+        assert custom_snapshot(conn, "c2") == {CERT: {"g1-Certificate-0"}}
+        status, loaded, note = conn.execute(
+            "SELECT status, rows_loaded, note FROM kq_latest_loads WHERE cluster_name = 'c1'"
+        ).fetchone()
+    assert (status, loaded) == ("success", 8)
+    assert note == (
+        "n1; cert-manager.io/Certificate: permission denied: 403 Forbidden: previous rows kept (3); "
+        "argoproj.io/Application: more than 10 objects (limit), not loaded: previous rows kept (1)"
+    )
+
+
+def test_a_kind_gone_from_the_new_snapshot_disappears(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        load(conn, "c1", objects({CERT: 2, APP: 2}), table=CR)
+        load(conn, "c1", objects({CERT: 2}, generation="g2"), table=CR)  # the Application CRD was removed
+        assert set(custom_snapshot(conn, "c1")) == {CERT}
+
+
+def test_only_tables_with_kept_by_columns_can_keep_rows(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        typed = to_frame("kubernetes_pods", pods(1), cluster_name="c1")
+        with pytest.raises(ValueError, match="replaced whole"):
+            replace_snapshot(
+                conn,
+                "kubernetes_pods",
+                "c1",
+                typed,
+                run_id="r",
+                started_at=T0,
+                rows_extracted=1,
+                keep={("x",): "y"},
+            )
+
+
+def test_a_kind_that_failed_before_it_ever_loaded_counts_zero_rows(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        fresh = to_frame(CR, objects({ISSUER: 2}), cluster_name="c1")
+        result = replace_snapshot(
+            conn, CR, "c1", fresh, run_id="r1", started_at=T0, rows_extracted=2, keep={CERT: "403"}
+        )
+        plain = load(conn, "c1", pods(3))
+    assert result.parts == {CERT: 0, ISSUER: 2} and result.rows_kept == 0
+    assert plain.parts is None  # a table replaced whole has no parts
+
+
+# -- excluded tables: emptied for the cluster, recorded as such --------------------------------------
+
+
+def test_excluding_a_table_deletes_the_clusters_rows_and_records_it_as_excluded(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        load(conn, "c1", pods(5))
+        load(conn, "c2", pods(2, prefix="other"))
+        deleted = exclude_snapshot(
+            conn, "kubernetes_pods", "c1", run_id="r2", started_at=T0, note="excluded by the selection"
+        )
+        again = exclude_snapshot(
+            conn, "kubernetes_pods", "c1", run_id="r3", started_at=T0, note="excluded by the selection"
+        )
+        assert (deleted, again) == (5, 0)
+        assert snapshot(conn, "c1") == [] and len(snapshot(conn, "c2")) == 2
+        rows = conn.execute(
+            "SELECT run_id, status, rows_loaded, note FROM kq_loads WHERE cluster_name = 'c1' ORDER BY id"
+        ).fetchall()
+    assert rows[1:] == [
+        ("r2", "excluded", 0, "excluded by the selection; its 5 previous rows deleted"),
+        ("r3", "excluded", 0, "excluded by the selection"),
+    ]

@@ -1,11 +1,12 @@
 """What a refresh run leaves in Dagster: per-cluster group materializations and checks, every output the
-framework expects, and the 51 table entries stamped with their fleet-wide row counts.
+framework expects, and the table entries stamped with their fleet-wide row counts.
 
 The refresh job runs in-process against a simulated fleet and a real PostgreSQL, as `kq load` runs it.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -32,9 +33,10 @@ from kq_pipeline.defs.assets import fleet_row_counts, group_key
 from kq_pipeline.defs.checks import ROW_COUNT_CHECK
 from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME
 from kq_pipeline.defs.schedules import refresh_job
-from kq_pipeline.registry import ASSET_GROUPS, TABLES
+from kq_pipeline.registry import ASSET_GROUPS, CUSTOM_RESOURCES_TABLE, TABLES
 from kq_pipeline.simulator import serve_fleet
-from kq_pipeline.simulator.objects import ClusterSpec
+from kq_pipeline.simulator.objects import CUSTOM_KINDS, OPERATORS, ClusterSpec, custom_counts
+from kq_pipeline.simulator.objects.custom import KINDS
 
 FLEET = ["as-0", "as-1", "as-2"]
 
@@ -85,7 +87,7 @@ def _events(instance: DagsterInstance, run_id: str, kind: DagsterEventType) -> l
 
 
 def _table_materializations(instance: DagsterInstance, run_id: str) -> dict[str, dict[str, object]]:
-    """table -> metadata values, of the run's materializations of the 51 table entries."""
+    """table -> metadata values, of the run's materializations of the table entries."""
     out: dict[str, dict[str, object]] = {}
     for event in _events(instance, run_id, DagsterEventType.ASSET_MATERIALIZATION):
         m = event.step_materialization_data.materialization
@@ -238,3 +240,60 @@ def test_each_cluster_is_recorded_in_dagster_as_soon_as_it_is_loaded_not_after_t
             served.clusters["as-2"].faults.hang(False)
             run.join(120)
     assert results and results[0].success
+
+
+OPS_FLEET = ["ops-0", "ops-1"]
+
+
+def _group_materializations(
+    instance: DagsterInstance, run_id: str, group: str
+) -> dict[str, dict[str, object]]:
+    """partition (cluster) -> metadata values, of the run's materializations of one group asset."""
+    out: dict[str, dict[str, object]] = {}
+    for event in _events(instance, run_id, DagsterEventType.ASSET_MATERIALIZATION):
+        m = event.step_materialization_data.materialization
+        if m.asset_key == group_key(group):
+            out[m.partition] = {k: v.value for k, v in m.metadata.items()}
+    return out
+
+
+def test_the_custom_group_carries_rows_per_kind_and_the_kept_kinds_notes(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per cluster, `kinds` holds the snapshot's rows per custom kind (what the simulator serves); a kind
+    that failed (403) keeps its previous rows, still counted under `kinds`, and the note says why."""
+    monkeypatch.setenv("KQ_DATABASE_URL", pg_dsn)
+    specs = [
+        ClusterSpec("ops-0", seed=61, pods=10, namespaces=2, operators=OPERATORS, custom_objects=60),
+        ClusterSpec("ops-1", seed=62, pods=10, namespaces=2),  # no CRDs at all
+    ]
+    expected = {
+        f"{key.split('/')[0]}/{CUSTOM_KINDS[key][0]}": n for key, n in sorted(custom_counts(specs[0]).items())
+    }
+    with serve_fleet(specs) as served, instance_for_test() as instance:
+        kubeconfig = served.write_kubeconfig(tmp_path / "k.yaml")
+        with psycopg.connect(pg_dsn) as conn:
+            inventory.upsert_clusters(conn, inventory.clusters_from_kubeconfig(kubeconfig))
+        instance.add_dynamic_partitions(CLUSTERS_PARTITIONS_NAME, OPS_FLEET)
+        selection = [group_key("custom")]
+
+        first = _refresh(instance, OPS_FLEET[0], OPS_FLEET[-1], selection)
+        assert first.success
+        custom = _group_materializations(instance, first.run_id, "custom")
+        assert set(custom) == set(OPS_FLEET)
+        assert custom["ops-0"]["kinds"] == dict(sorted(expected.items())) and len(expected) == len(KINDS)
+        assert custom["ops-0"][CUSTOM_RESOURCES_TABLE] == sum(expected.values())
+        assert custom["ops-1"]["kinds"] == {} and custom["ops-1"][CUSTOM_RESOURCES_TABLE] == 0
+        assert "notes" not in custom["ops-0"]
+        assert len(json.dumps(custom["ops-0"]["kinds"])) < 400  # one small entry per cluster and refresh
+
+        served.clusters["ops-0"].faults.fail_page("certificates.cert-manager.io", 1, code=403)
+        second = _refresh(instance, OPS_FLEET[0], OPS_FLEET[0], selection)
+
+        assert second.success
+        (metadata,) = _group_materializations(instance, second.run_id, "custom").values()
+        assert metadata["kinds"] == expected  # the Certificates' previous rows are kept, and counted
+        note = metadata["notes"][CUSTOM_RESOURCES_TABLE]
+        certs = expected["cert-manager.io/Certificate"]
+        assert note.startswith("cert-manager.io/Certificate: permission denied: ")
+        assert note.endswith(f"previous rows kept ({certs})")

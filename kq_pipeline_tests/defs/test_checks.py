@@ -54,6 +54,27 @@ def test_tables_a_live_cluster_always_fills_must_not_be_empty(table: str) -> Non
     assert verdict.broken == [f"{table}: empty, but a live cluster always has rows here"]
 
 
+def test_a_table_the_cluster_does_not_collect_breaks_no_rule() -> None:
+    outcome = ClusterOutcome(cluster="c1")
+    for name in ("kubernetes_namespaces", "kubernetes_secrets"):  # even a never-empty one, when excluded
+        outcome.tables[name] = TableOutcome(name, 0, 0, 0, 0.0, note="excluded", excluded=True)
+    previous = {"kubernetes_namespaces": 5, "kubernetes_secrets": 40}  # emptied on purpose: no "drop"
+    verdict = judge_row_counts(outcome, ["kubernetes_namespaces", "kubernetes_secrets"], previous, DROP)
+    assert verdict.passed and verdict.broken == []
+
+
+def test_kept_rows_of_failed_custom_kinds_are_neither_a_mismatch_nor_a_drop() -> None:
+    outcome = ClusterOutcome(cluster="c1")
+    # 10 rows extracted and written, 90 kept from the previous load of a kind that failed this time
+    outcome.tables["kubernetes_custom_resources"] = TableOutcome(
+        "kubernetes_custom_resources", 10, 100, 0, 0.1, rows_kept=90
+    )
+    verdict = judge_row_counts(
+        outcome, ["kubernetes_custom_resources"], {"kubernetes_custom_resources": 100}, DROP
+    )
+    assert verdict.passed, verdict.broken
+
+
 def test_other_tables_may_be_empty() -> None:
     assert judge_row_counts(
         _outcome(kubernetes_cron_jobs=(0, 0, 0)), ["kubernetes_cron_jobs"], {}, DROP

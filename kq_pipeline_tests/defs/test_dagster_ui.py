@@ -2,7 +2,7 @@
 
 One `dagster dev` serves the whole scenario (it takes several seconds to start): the sensor finds a
 cluster, a second cluster added while it runs gets a partition and a first load without a human,
-the catalog shows the group assets and the 51 tables (with their fleet-wide row counts), checks are
+the catalog shows the group assets and the fleet tables (with their fleet-wide row counts), checks are
 evaluated per cluster, and re-materializing one partition refreshes only that cluster.
 """
 
@@ -141,7 +141,7 @@ def test_sensor_catalog_checks_and_one_cluster_rematerialized(
     ]
     assert partitions == ["ui-0", "ui-1"]
 
-    # The catalog: ten partitioned API-group assets and the 51 tables.
+    # The catalog: the partitioned API-group assets (and "custom") and every fleet table.
     nodes = dagster.graphql(ASSET_NODES)["assetNodes"]
     keys = {tuple(n["assetKey"]["path"]) for n in nodes}
     assert {("kubequery", g) for g in ASSET_GROUPS} <= keys
@@ -173,7 +173,7 @@ def test_sensor_catalog_checks_and_one_cluster_rematerialized(
         ).fetchall()
     assert clusters == [("ui-1",)]
 
-    # The 51 table entries are not "Never materialized": each run stamps them with the fleet-wide count.
+    # The table entries are not "Never materialized": each run stamps them with the fleet-wide count.
     for table in ("kubernetes_pods", "kubernetes_namespaces", "kubernetes_info"):
         (latest,) = dagster.graphql(LATEST_MATERIALIZATION, {"path": [table]})["assetOrError"][
             "assetMaterializations"

@@ -23,7 +23,7 @@ from kubernetes.client import ApiClient
 from kq_pipeline.extract.native import extract_cluster
 from kq_pipeline.inventory import Cluster, access_for
 from kq_pipeline.register import READER, reader_manifests, register_cluster
-from kq_pipeline.registry import TABLES
+from kq_pipeline.registry import KUBEQUERY_TABLES
 from kq_pipeline.simulator import Fleet, SimulatedCluster
 from kq_pipeline_tests.deploy.targets import fresh_target
 
@@ -88,11 +88,11 @@ def test_role_lists_exactly_the_resources_the_tables_read() -> None:
     }
     needed = {
         ("" if t.source.api_group == "core" else t.source.api_group, t.source.resource)
-        for t in TABLES.values()
+        for t in KUBEQUERY_TABLES.values()
         if t.source.resource
     }
-    assert granted == needed
-    assert len(granted) == 37
+    assert granted == needed | {("apiextensions.k8s.io", "customresourcedefinitions")}
+    assert len(needed) == 37
 
 
 # --- live proof on the simulator ----------------------------------------------------------------
@@ -133,7 +133,7 @@ def _extract(cluster: Cluster, tables: list[str]) -> Any:
 def test_full_load_of_all_51_tables_succeeds_with_the_registered_reader(
     target: tuple[SimulatedCluster, Cluster],
 ) -> None:
-    result = _extract(target[1], list(TABLES))
+    result = _extract(target[1], list(KUBEQUERY_TABLES))
     assert result.error is None
     assert result.failed_tables == [], {t: result.tables[t].error for t in result.failed_tables}
     assert len(result.tables) == 51
@@ -155,7 +155,7 @@ def _without(rules: list[dict[str, Any]], group: str, resource: str) -> list[dic
 LISTED = sorted(
     {
         ("" if t.source.api_group == "core" else t.source.api_group, t.source.resource or "")
-        for t in TABLES.values()
+        for t in KUBEQUERY_TABLES.values()
         if t.source.resource
     }
 )
@@ -168,7 +168,7 @@ def test_dropping_one_listed_resource_fails_exactly_its_tables(
     role(_without(_cluster_role()["rules"], group, resource))
     needing = [
         t.name
-        for t in TABLES.values()
+        for t in KUBEQUERY_TABLES.values()
         if t.source.resource == resource
         and (t.source.api_group == group or (group == "" and t.source.api_group == "core"))
     ]

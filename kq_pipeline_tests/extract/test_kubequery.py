@@ -41,7 +41,7 @@ from kq_pipeline.extract.result import ClusterExtract
 from kq_pipeline.extract.secrets import LAST_APPLIED
 from kq_pipeline.kube.access import ClusterAccess, TokenSource
 from kq_pipeline.refresh import RefreshSettings, refresh_clusters
-from kq_pipeline.registry import TABLES
+from kq_pipeline.registry import KUBEQUERY_TABLES
 from kq_pipeline.simulator import Fleet, serve_fleet
 from kq_pipeline.simulator.objects import ClusterSpec, secret_values
 from kq_pipeline_tests.conftest import KUBEQUERY_DATA
@@ -108,7 +108,9 @@ def calls(log: Path) -> list[dict[str, Any]]:
 def native_run(fleet: Fleet) -> ClusterExtract:
     """The reference: the native extractor (API lists + the project's row builders), same cluster."""
     # concurrency=1: kq_pipeline.rows.gojson compiles encoders lazily and is not thread-safe on first use
-    return native.extract_cluster(access_for(fleet), CLUSTER, list(TABLES), concurrency=1, deadline_s=60)
+    return native.extract_cluster(
+        access_for(fleet), CLUSTER, list(KUBEQUERY_TABLES), concurrency=1, deadline_s=60
+    )
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +128,9 @@ def full_run(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     mp.setenv("KQ_BASEQUERY", str(wrapper))
     try:
         t0 = time.time()
-        result = kq.extract_cluster(access_for(fleet), CLUSTER, list(TABLES), concurrency=4, deadline_s=120)
+        result = kq.extract_cluster(
+            access_for(fleet), CLUSTER, list(KUBEQUERY_TABLES), concurrency=4, deadline_s=120
+        )
         t1 = time.time()
     finally:
         mp.undo()
@@ -142,7 +146,7 @@ def _recorded_cases() -> dict[str, dict[str, Any]]:
 def _stored(table: str, row: dict[str, str]) -> dict[str, Any]:
     """A kubequery row as PostgreSQL returns it: ints for INTEGER/BIGINT, parsed JSON, None if absent."""
     out: dict[str, Any] = {}
-    for col in TABLES[table].columns:
+    for col in KUBEQUERY_TABLES[table].columns:
         value = row.get(col.name)
         if value is not None and col.kq_type != "TEXT":
             value = int(value)
@@ -169,7 +173,7 @@ def test_kubequerys_recorded_rows_reach_postgresql_row_for_row(
     # kubequery reads at API versions removed in 1.25: their rows are not part of this check.
     skipped = {t for t in cases if kq.unserved_note(t, version)}
     assert skipped == {"kubernetes_pod_security_policies"}
-    tables = [t for t in TABLES if t in cases and t not in skipped]
+    tables = [t for t in KUBEQUERY_TABLES if t in cases and t not in skipped]
     assert len(tables) >= 25 and sum(len(cases[t]["expected_rows"]) for t in tables) >= 50
     stand_in(recorded=CASES)
     name = "kq-recorded"
@@ -189,7 +193,7 @@ def test_kubequerys_recorded_rows_reach_postgresql_row_for_row(
     identity = {"cluster_name": name, "cluster_uid": ks["metadata"]["uid"]}
     with psycopg.connect(pg_dsn) as conn:
         for table in tables:
-            columns = [c.name for c in TABLES[table].columns]
+            columns = [c.name for c in KUBEQUERY_TABLES[table].columns]
             query = sql.SQL("SELECT {} FROM {} WHERE cluster_name = %s").format(
                 sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table)
             )
@@ -211,11 +215,11 @@ def test_the_basequery_round_trip_changes_no_row_of_the_51_tables(
     ks = next(n for n in namespaces if n["metadata"]["name"] == "kube-system")
     assert result.cluster_uid == native_run.cluster_uid == ks["metadata"]["uid"]
     assert result.server_version == native_run.server_version
-    assert list(result.tables) == list(TABLES)
+    assert list(result.tables) == list(KUBEQUERY_TABLES)
     assert {t: e.error for t, e in result.tables.items() if e.rows is None} == {}
     assert native_run.failed_tables == []
     lo, hi = full_run["window"]
-    for name in TABLES:
+    for name in KUBEQUERY_TABLES:
         got, want = result.tables[name].rows, native_run.tables[name].rows
         assert got is not None and want is not None
         if name in REMOVED_BY_125:
@@ -430,7 +434,7 @@ def test_runner_allow_list_is_exactly_the_registrys_51_tables():
     script = DEFAULT_RUNNER.read_text()
     block = re.search(r"^TABLES='\n(.*?)^'", script, re.S | re.M)
     assert block is not None
-    assert block.group(1).split() == list(TABLES)
+    assert block.group(1).split() == list(KUBEQUERY_TABLES)
 
 
 def test_parse_rows_reads_basequery_nulls_as_absent_keys_and_accepts_integer_numbers():

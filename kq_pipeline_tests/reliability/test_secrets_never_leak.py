@@ -20,6 +20,7 @@ import yaml
 from psycopg import sql
 
 from kq_pipeline.cli import main
+from kq_pipeline.registry import TABLES
 from kq_pipeline.simulator import FleetProcess, serve_fleet_process
 from kq_pipeline.simulator.objects import ClusterSpec, generate_objects, secret_values
 from kq_pipeline_tests.reliability.conftest import FleetDb, failed_tables, snapshot
@@ -86,7 +87,7 @@ def _database_dump(dsn: str) -> bytes:
             query = sql.SQL("COPY {}.{} TO STDOUT").format(sql.Identifier(schema), sql.Identifier(table))
             with conn.cursor().copy(query) as copy:
                 out.extend(bytes(chunk) for chunk in copy)
-    assert len(tables) >= 53  # the 51 kubernetes_* tables, kq_clusters, kq_loads
+    assert len(tables) >= len(TABLES) + 2  # every kubernetes_* fleet table, kq_clusters, kq_loads
     return b"".join(out)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kq_pipeline.registry import TABLES
+from kq_pipeline.registry import KUBEQUERY_TABLES
 from kq_pipeline.rows.flattener import compile_tables
 from kq_pipeline.simulator.objects import ClusterSpec, generate_objects
 
@@ -14,7 +14,7 @@ from kq_pipeline.simulator.objects import ClusterSpec, generate_objects
 def _table_groups(objects: dict[str, Any]) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
     """Tables over each listed resource, grouped as the native extractor lists them."""
     groups: dict[str, list[str]] = {}
-    for name, tbl in TABLES.items():
+    for name, tbl in KUBEQUERY_TABLES.items():
         resource = tbl.source.resource
         keys = [k for k in objects if resource and k.endswith("/" + resource)]
         if keys:

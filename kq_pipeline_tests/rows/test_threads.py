@@ -18,13 +18,13 @@ SCRIPT = textwrap.dedent(
     """
     import json, random, sys, threading
     from collections import defaultdict
-    from kq_pipeline.registry import TABLES
+    from kq_pipeline.registry import KUBEQUERY_TABLES
     from kq_pipeline.rows import rows_for_tables
     from kq_pipeline.simulator.objects import ClusterSpec, generate_objects
 
     generated = generate_objects(ClusterSpec(name="t", seed=7, pods=300, namespaces=4))
     by_source = defaultdict(list)
-    for t in TABLES.values():
+    for t in KUBEQUERY_TABLES.values():
         s = t.source
         if s.resource and s.group_version:
             by_source[f"{s.group_version.removeprefix('core/')}/{s.resource}"].append(t.name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kq_pipeline.registry import TABLES
+from kq_pipeline.registry import KUBEQUERY_TABLES
 from kq_pipeline.simulator.catalog import Catalog, parse_minor
 
 # kubequery's 1.21-era versions and what a current cluster serves instead.
@@ -12,7 +12,7 @@ MODERN = {"batch/v1beta1": "batch/v1", "policy/v1beta1": "policy/v1"}
 def test_every_table_source_is_served_on_a_modern_cluster():
     catalog = Catalog.for_minor(29)
     served = {(t.group_version, t.resource) for t in catalog.types}
-    for table in TABLES.values():
+    for table in KUBEQUERY_TABLES.values():
         src = table.source
         if src.resource is None or src.resource == "podsecuritypolicies":
             continue

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from kubernetes.client import ApiClient
 
-from kq_pipeline.registry import TABLES
+from kq_pipeline.registry import KUBEQUERY_TABLES
 from kq_pipeline.simulator.objects import (
     RESOURCE_KINDS,
     ClusterSpec,
@@ -93,7 +93,7 @@ def _pod_specs(objects: dict[str, Any]) -> list[Obj]:
 
 def test_every_kubequery_source_kind_has_a_list(small: dict[str, Any]) -> None:
     served = {(key.rsplit("/", 1)[1], kind) for key, (kind, _) in RESOURCE_KINDS.items() if key in small}
-    for t in TABLES.values():
+    for t in KUBEQUERY_TABLES.values():
         if t.source.resource is None or t.source.kind == "PodSecurityPolicy":
             continue
         assert (t.source.resource, t.source.kind) in served, t.name
@@ -111,7 +111,7 @@ def test_keys_follow_the_served_versions() -> None:
 def test_psp_fields_are_those_kubequery_reads() -> None:
     read = {
         c_from["json"].split(".")[1]
-        for c in TABLES["kubernetes_pod_security_policies"].columns
+        for c in KUBEQUERY_TABLES["kubernetes_pod_security_policies"].columns
         for c_from in c.sources
         if c_from.get("json", "").startswith("spec.")
     }

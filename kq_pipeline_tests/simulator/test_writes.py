@@ -104,3 +104,31 @@ def test_a_service_account_token_has_exactly_its_bound_rights_and_dies_with_its_
             assert http.delete("/api/v1/namespaces/ops/secrets/bot-token").status_code == 200
             assert bot.get("/api/v1/pods").status_code == 401  # a deleted token Secret revokes the token
         assert http.get("/api/v1/secrets").status_code == 200  # the admin token keeps full rights
+
+
+def test_an_update_replaces_the_object_if_its_version_is_current_and_keeps_its_identity(target):
+    fleet, sim = target
+    role = {"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": "r"}, "rules": []}
+    path = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+    with client(fleet, sim) as http:
+        made = http.post(path, json=role).json()
+        rule = {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}
+        newer = {**role, "metadata": {"name": "r", "resourceVersion": made["metadata"]["resourceVersion"]}}
+        updated = http.put(f"{path}/r", json={**newer, "rules": [rule]})
+        assert updated.status_code == 200
+        meta = updated.json()["metadata"]
+        assert (
+            meta["uid"] == made["metadata"]["uid"]
+            and meta["resourceVersion"] != newer["metadata"]["resourceVersion"]
+        )
+        assert http.get(f"{path}/r").json()["rules"] == [rule]
+        stale = http.put(f"{path}/r", json={**newer, "rules": []})  # the version read before the update
+        assert (stale.status_code, stale.json()["reason"]) == (409, "Conflict")
+        unconditional = http.put(
+            f"{path}/r", json={**role, "rules": []}
+        )  # no resourceVersion: last write wins
+        assert unconditional.status_code == 200 and http.get(f"{path}/r").json()["rules"] == []
+        assert http.put(f"{path}/other", json=role).status_code == 400  # the name must match the URL
+        missing = {**role, "metadata": {"name": "gone"}}
+        assert http.put(f"{path}/gone", json=missing).status_code == 404
+        assert http.put("/api/v1/namespaces/default/pods/p", json={}).status_code == 405
