@@ -20,13 +20,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.child import run_child
 from benchmarks.sizes import Sizes
 from benchmarks.stats import CaseResult, Target, ratio_samples
 
@@ -95,26 +95,9 @@ def _child_main(argv: list[str] | None = None) -> int:
 
 
 def _run_child(kubeconfig: Path, dsn: str, table: str) -> dict[str, Any]:
-    env = {**os.environ, DSN_ENV: dsn, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.custom_resources",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--table",
-            table,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    return run_child(
+        "benchmarks.custom_resources", "--kubeconfig", str(kubeconfig), "--table", table, env={DSN_ENV: dsn}
     )
-    if proc.returncode != 0:
-        raise RuntimeError(f"custom-resources child ({table}) failed: {proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:

@@ -14,13 +14,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.child import run_child
 from benchmarks.sizes import Sizes
 from benchmarks.stats import CaseResult, Target, ratio_samples
 
@@ -133,18 +133,13 @@ def _child_main(argv: list[str] | None = None) -> int:
 def _run_child(
     kubeconfig: Path, dsn: str, *flags: str, env_extra: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    env = {**os.environ, DSN_ENV: dsn, "PYTHONPATH": str(REPO), **(env_extra or {})}
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.large_cluster", "--kubeconfig", str(kubeconfig), *flags],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    return run_child(
+        "benchmarks.large_cluster",
+        "--kubeconfig",
+        str(kubeconfig),
+        *flags,
+        env={DSN_ENV: dsn, **(env_extra or {})},
     )
-    if proc.returncode != 0:
-        raise RuntimeError(f"large-cluster child failed: {proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from benchmarks.child import run_child
 from benchmarks.large_cluster import POD_TABLES
 from benchmarks.sizes import Sizes
 from benchmarks.stats import CaseResult, Target, ratio_samples
@@ -120,18 +119,7 @@ def _child_main(argv: list[str] | None = None) -> int:
 
 
 def _child(*flags: str) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KQ_ROW_WORKERS": "0"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.mechanisms", *flags],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"mechanisms child ({' '.join(flags)}) failed: {proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child("benchmarks.mechanisms", *flags, env={"KQ_ROW_WORKERS": "0"})
 
 
 def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
