@@ -25,6 +25,7 @@ from kq_pipeline.inventory import Cluster, access_for
 from kq_pipeline.register import READER, reader_manifests, register_cluster
 from kq_pipeline.registry import KUBEQUERY_TABLES
 from kq_pipeline.simulator import Fleet, SimulatedCluster
+from kq_pipeline_tests.deploy.reader_role import reader_role_rules
 from kq_pipeline_tests.deploy.targets import fresh_target
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,18 +113,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulated
 @pytest.fixture
 def role(target: tuple[SimulatedCluster, Cluster]) -> Iterator[Any]:
     """Set the stored kq-reader ClusterRole's rules for one test; restored afterwards."""
-    sim = target[0]
-    rtype = sim.catalog.lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
-    assert rtype is not None
-    original = copy.deepcopy(sim.store.get(rtype, "", READER))
-
-    def set_rules(rules: list[dict[str, Any]]) -> None:
-        obj = copy.deepcopy(original)
-        obj["rules"] = rules
-        sim.store.write(rtype, obj, create=False)
-
-    yield set_rules
-    sim.store.write(rtype, copy.deepcopy(original), create=False)
+    with reader_role_rules(target[0], READER) as set_rules:
+        yield set_rules
 
 
 def _extract(cluster: Cluster, tables: list[str]) -> Any:
