@@ -8,6 +8,7 @@ What a cluster collects (`Cluster.collect`) is applied here: a table it excludes
 and is emptied for it ('excluded' in kq_loads); with the kubequery extractor the project's own tables
 (custom resources) are excluded the same way, with a note, since kubequery has none; rows of excluded
 namespaces are dropped before the frame is built. Custom kinds that failed keep their previous rows.
+All of a cluster's tables are loaded in one transaction, and their history records one load time.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import psycopg
 from kq_pipeline import inventory
 from kq_pipeline.collect import Collect, not_collected, without_excluded_namespaces
 from kq_pipeline.db.connection import connect
+from kq_pipeline.db.history import ChangeCounts, load_time, skipped_tables
 from kq_pipeline.db.snapshot import exclude_snapshot, record_failed_load, replace_snapshot
 from kq_pipeline.extract import kubequery as kubequery_extractor
 from kq_pipeline.extract import native as native_extractor
@@ -50,6 +52,8 @@ class TableOutcome:
     """Previous rows of failed parts (custom kinds) left in place; included in rows_loaded."""
     parts: dict[tuple[str, ...], int] | None = None
     """Rows the snapshot holds per part (custom resources: per (api_group, kind)), kept ones included."""
+    changes: ChangeCounts | None = None
+    """Rows added, removed and modified since the previous load; None: history skipped or not loaded."""
 
     @property
     def ok(self) -> bool:
@@ -164,6 +168,7 @@ def _refresh_locked(
     started: datetime,
     outcome: ClusterOutcome,
 ) -> None:
+    skipped = skipped_tables()  # a bad KQ_HISTORY_SKIP fails the cluster with a clear message
     excluded = not_collected(cluster.collect, cluster.extractor, tables)
     collected = [t for t in tables if t not in excluded]
     extractor = kubequery_extractor if cluster.extractor == "kubequery" else native_extractor
@@ -191,22 +196,54 @@ def _refresh_locked(
     loaded: dict[str, TableOutcome] = {}
     trusted = extractor is native_extractor  # JSON rendered by our own row builders
     with conn.transaction():
+        with conn.cursor() as cur:
+            at = load_time(cur)
         for table in tables:
+            versioned = table not in skipped
             if table in excluded:
-                loaded[table] = _exclude_table(conn, cluster.name, table, excluded[table], run_id, started)
+                loaded[table] = _exclude_table(
+                    conn, cluster.name, table, excluded[table], run_id, started, versioned=versioned, at=at
+                )
                 continue
             te = extract.tables[table]
             loaded[table] = _load_table(
-                conn, cluster.name, table, te, run_id, started, trusted=trusted, collect=cluster.collect
+                conn,
+                cluster.name,
+                table,
+                te,
+                run_id,
+                started,
+                trusted=trusted,
+                collect=cluster.collect,
+                versioned=versioned,
+                at=at,
             )
     outcome.tables.update(loaded)
 
 
 def _exclude_table(
-    conn: psycopg.Connection, cluster: str, table: str, why: str, run_id: str | None, started: datetime
+    conn: psycopg.Connection,
+    cluster: str,
+    table: str,
+    why: str,
+    run_id: str | None,
+    started: datetime,
+    *,
+    versioned: bool,
+    at: datetime,
 ) -> TableOutcome:
     t0 = time.perf_counter()
-    exclude_snapshot(conn, table, cluster, run_id=run_id, started_at=started, note=why, cluster_locked=True)
+    exclude_snapshot(
+        conn,
+        table,
+        cluster,
+        run_id=run_id,
+        started_at=started,
+        note=why,
+        cluster_locked=True,
+        versioned=versioned,
+        at=at,
+    )
     return TableOutcome(table, 0, 0, 0, time.perf_counter() - t0, note=why, excluded=True)
 
 
@@ -220,6 +257,8 @@ def _load_table(
     *,
     trusted: bool,
     collect: Collect | None = None,
+    versioned: bool = True,
+    at: datetime | None = None,
 ) -> TableOutcome:
     """Frame and load one extracted table, or record why not; never raises for a table's failure."""
     t0 = time.perf_counter()
@@ -243,6 +282,8 @@ def _load_table(
             note=note,
             cluster_locked=True,  # refresh_cluster holds the cluster's session lock
             keep=te.kept_kinds or None,
+            versioned=versioned,
+            at=at,
         )
     except Exception as exc:
         if conn.closed or conn.broken:
@@ -259,6 +300,7 @@ def _load_table(
         note=result.note,
         rows_kept=result.rows_kept,
         parts=result.parts,
+        changes=result.changes,
     )
 
 

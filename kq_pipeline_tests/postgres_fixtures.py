@@ -21,6 +21,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from kq_pipeline.db import history
 from kq_pipeline.db.embedded import EmbeddedPostgres
 from kq_pipeline.db.schema import apply_schema
 from kq_pipeline.registry import TABLES
@@ -104,6 +105,8 @@ def pg_database(pg_server_dsn: str) -> Iterator[str]:
 def _reset_sql() -> bytes:
     tables = [*TABLES, "kq_loads", "kq_clusters"]
     deletes = [sql.SQL("DELETE FROM {}").format(sql.Identifier(t)).as_string(None) for t in tables]
+    deletes += [sql.SQL("DELETE FROM {}").format(history.ident(t)).as_string(None) for t in TABLES]
+    deletes.append("DELETE FROM history.change_log")
     return (";\n".join([*deletes, "ALTER SEQUENCE kq_loads_id_seq RESTART"]) + ";").encode()
 
 

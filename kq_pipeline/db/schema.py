@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from kq_pipeline.db import history
 from kq_pipeline.registry import TABLES, Column, Table
 
 PG_TYPES = {"TEXT": "text", "INTEGER": "integer", "BIGINT": "bigint"}
@@ -211,6 +212,11 @@ def schema_sql() -> str:
         parts.append("")
         parts.append(f"-- {table.name}: one row per {table.row_per}")
         parts.extend(stmt.as_string(None) + ";" for stmt in table_ddl(table))
+    parts += ["", "-- History: every row each cluster held, and when (kq_pipeline/db/history.py)."]
+    parts.append(history.CHANGES_DDL)
+    for table in TABLES.values():
+        parts.append("")
+        parts.extend(stmt.as_string(None) + ";" for stmt in history.history_ddl(table))
     return "\n".join(parts) + "\n"
 
 
@@ -229,7 +235,46 @@ def _is_current(cur: psycopg.Cursor[Any], digest: str) -> bool:
         " AND relnamespace = current_schema()::regnamespace",
         (expected,),
     ).fetchone()
-    return present == (len(expected),)
+    kept = cur.execute(
+        "SELECT count(*) FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r'"
+        " AND relnamespace = to_regnamespace(%s)",
+        ([*TABLES, history.CHANGE_LOG], history.SCHEMA),
+    ).fetchone()
+    return present == (len(expected),) and kept == (len(TABLES) + 1,)
+
+
+def add_missing_columns(cur: psycopg.Cursor[Any]) -> list[str]:
+    """Add the registry's columns that a table or its history lacks (a newer release added them).
+
+    Nullable and without a default, so PostgreSQL only records the column in its catalog: no row,
+    current or historical, is rewritten, and older history rows read NULL for it. Returns
+    "schema.table.column" of each column added."""
+    rows = cur.execute(
+        "SELECT n.nspname, c.relname, a.attname FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped"
+        " AND c.relname = ANY(%s) AND (n.oid = current_schema()::regnamespace OR n.nspname = %s)",
+        (list(TABLES), history.SCHEMA),
+    ).fetchall()
+    have: dict[tuple[bool, str], set[str]] = {}
+    for nsp, rel, col in rows:
+        have.setdefault((nsp == history.SCHEMA, rel), set()).add(col)
+    added: list[str] = []
+    for table in TABLES.values():
+        for in_history in (False, True):
+            present = have.get((in_history, table.name))
+            if present is None:
+                continue  # not created (yet): CREATE TABLE makes it whole
+            target = history.ident(table.name) if in_history else sql.Identifier(table.name)
+            for column in storage_columns(table):
+                if column.name not in present:
+                    cur.execute(
+                        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                            target, sql.Identifier(column.name), sql.SQL(column_type(column))
+                        )
+                    )
+                    added.append(f"{history.SCHEMA if in_history else 'public'}.{table.name}.{column.name}")
+    return added
 
 
 def apply_schema(conn: psycopg.Connection, *, force: bool = False) -> None:
@@ -249,6 +294,7 @@ def apply_schema(conn: psycopg.Connection, *, force: bool = False) -> None:
                 if not force and _is_current(cur, digest):
                     return
                 cur.execute(script.encode())
+                add_missing_columns(cur)
                 cur.execute(
                     "INSERT INTO kq_schema (ddl_sha256) VALUES (%s) ON CONFLICT (only_row) "
                     "DO UPDATE SET ddl_sha256 = excluded.ddl_sha256, applied_at = now()",

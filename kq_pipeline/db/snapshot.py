@@ -17,6 +17,9 @@ Two variations on the whole-snapshot rule:
   (its rows_loaded counts the kept rows too: it is what the snapshot holds);
 * a table the cluster's selection excludes is emptied for that cluster (`exclude_snapshot`) and
   recorded as 'excluded', so the data always reflects what is collected.
+
+Either way the table's history (kq_pipeline/db/history.py) is brought in line in the same
+transaction, unless the table's history is skipped: a rolled-back load leaves no trace there either.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from kq_pipeline.db.history import ChangeCounts, load_time, record_changes, skipped_tables
 from kq_pipeline.db.schema import storage_column_names
 from kq_pipeline.frames import TypedFrame
 from kq_pipeline.registry import table as registry_table
@@ -62,6 +66,12 @@ class LoadResult:
     parts: dict[tuple[str, ...], int] | None = None
     """For a table with `kept_by` columns: the rows the snapshot holds per part (custom resources: per
     (api_group, kind)), copied or kept; a kept part with no previous rows counts 0. None otherwise."""
+    changes: ChangeCounts | None = None
+    """Rows added, removed and modified since the previous load (None: the table's history is skipped)."""
+
+
+def _versioned(table: str, versioned: bool | None) -> bool:
+    return table not in skipped_tables() if versioned is None else versioned
 
 
 def replace_snapshot(
@@ -77,6 +87,8 @@ def replace_snapshot(
     note: str | None = None,
     cluster_locked: bool = False,
     keep: Mapping[tuple[str, ...], str] | None = None,
+    versioned: bool | None = None,
+    at: datetime | None = None,
 ) -> LoadResult:
     """Replace `cluster_name`'s rows of `table` with the frame's rows, atomically.
 
@@ -87,7 +99,11 @@ def replace_snapshot(
     failed this time; the frame has no rows of theirs) -> why; named in the recorded note.
 
     `extract_s` (time spent listing and building this table's rows) is added to the load time in
-    the kq_loads row's duration_ms, so the report shows what the table cost end to end."""
+    the kq_loads row's duration_ms, so the report shows what the table cost end to end.
+
+    `versioned`: keep the table's history (default: unless KQ_HISTORY_SKIP names the table); `at`: the
+    load's time in the history (default: the server's clock once the lock is held; a refresh passes
+    one time for all of a cluster's tables)."""
     t0 = time.perf_counter()
     frame, rejected = (typed.frame, typed.rows_rejected) if isinstance(typed, TypedFrame) else (typed, 0)
     spec = registry_table(table)
@@ -114,6 +130,9 @@ def replace_snapshot(
         kept_rows = sum(kept.values())
         loaded = cur.rowcount + kept_rows  # what the cluster's snapshot of the table holds now
         parts = _part_counts(frame, spec.kept_by, kept, keep) if spec.kept_by else None
+        changes = None
+        if _versioned(table, versioned):
+            changes = record_changes(cur, table, cluster_name, at or load_time(cur))
         cur.execute(
             INSERT_LOAD_SQL,
             _load_row(
@@ -136,6 +155,7 @@ def replace_snapshot(
         rows_kept=kept_rows,
         note=note,
         parts=parts,
+        changes=changes,
     )
 
 
@@ -193,11 +213,13 @@ def exclude_snapshot(
     started_at: datetime,
     note: str,
     cluster_locked: bool = False,
+    versioned: bool | None = None,
+    at: datetime | None = None,
 ) -> int:
     """Delete `cluster_name`'s rows of a table it does not collect, and record the load as 'excluded'.
 
     Returns the rows deleted (named in the note when there were any: the first refresh after the
-    selection changed)."""
+    selection changed); their history rows are closed (`versioned`, `at`: as for replace_snapshot)."""
     registry_table(table)
     t0 = time.perf_counter()
     with conn.transaction(), conn.cursor() as cur:
@@ -209,6 +231,8 @@ def exclude_snapshot(
         deleted = cur.rowcount
         if deleted:
             note = f"{note}; its {deleted} previous rows deleted"
+        if _versioned(table, versioned):
+            record_changes(cur, table, cluster_name, at or load_time(cur))
         cur.execute(
             INSERT_LOAD_SQL,
             _load_row(

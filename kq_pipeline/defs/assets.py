@@ -47,6 +47,9 @@ MAX_DROP_RATIO = 0.5
 KINDS_METADATA = "kinds"
 """The custom group's materialization: rows per custom kind, {"cert-manager.io/Certificate": 120, ...}
 (one JSON entry: the event is written once per cluster and refresh, so it stays one small value)."""
+CHANGES_METADATA = "changes"
+"""Each group's materialization: rows added/removed/modified since the cluster's previous load, per
+table with any change, {"kubernetes_pods": {"added": 3, "removed": 3, "modified": 1}}; {} = unchanged."""
 
 GROUP_DESCRIPTIONS = {
     "core": "Core API (v1) objects, plus events.k8s.io Events",
@@ -137,6 +140,10 @@ def _materialization(group: str, outcome: ClusterOutcome) -> AssetMaterializatio
     notes = {t: outcome.tables[t].note for t in ASSET_GROUPS[group] if outcome.tables[t].note}
     if notes:
         metadata["notes"] = MetadataValue.json(notes)
+    changes = {t: c.as_dict() for t in ASSET_GROUPS[group] if (c := outcome.tables[t].changes) and c.total}
+    if any(outcome.tables[t].changes is not None for t in ASSET_GROUPS[group]):
+        # Rows added/removed/modified since the cluster's previous load, per table with any (history).
+        metadata[CHANGES_METADATA] = MetadataValue.json(changes)
     for t in ASSET_GROUPS[group]:  # custom resources: rows per kind ("group/Kind"), kept kinds included
         parts = outcome.tables[t].parts
         if parts is not None:

@@ -45,8 +45,9 @@ def previous_counts(
 def judge_row_counts(
     outcome: ClusterOutcome, tables: Sequence[str], previous: dict[str, int], max_drop_ratio: float
 ) -> RowCountVerdict:
-    """loaded == extracted; never-empty tables non-empty; no drop beyond `max_drop_ratio`. Tables the
-    cluster does not collect (excluded) break no rule."""
+    """loaded == extracted; never-empty tables non-empty; no drop beyond `max_drop_ratio` (measured
+    against the history's added/removed counts where the table keeps history, else `previous`). Tables
+    the cluster does not collect (excluded) break no rule."""
     broken: list[str] = []
     counts: dict[str, int | None] = {}
     for table in tables:
@@ -69,7 +70,12 @@ def judge_row_counts(
             broken.append(f"{table}: {t.rows_rejected} rows rejected")
         if table in NEVER_EMPTY and loaded == 0:
             broken.append(f"{table}: empty, but a live cluster always has rows here")
-        before = previous.get(table)
+        before, why = previous.get(table), ""
+        if t.changes is not None:  # the history's counts: exact, and they say what went
+            before = loaded - t.changes.added + t.changes.removed
+            why = f": {t.changes.removed} removed, {t.changes.added} added"
         if before and loaded < before * (1.0 - max_drop_ratio):
-            broken.append(f"{table}: dropped from {before} to {loaded} rows (more than {max_drop_ratio:.0%})")
+            broken.append(
+                f"{table}: dropped from {before} to {loaded} rows (more than {max_drop_ratio:.0%}){why}"
+            )
     return RowCountVerdict(passed=not broken, counts=counts, broken=broken)

@@ -5,6 +5,9 @@ event rows a day. Long-term history lives in our own `kq_loads` table (one row p
 load), so Dagster only needs recent runs. Each tick deletes at most `max_runs_per_tick` runs, oldest
 first, so one tick never holds the storage for long; a backlog drains over later ticks.
 
+The same job prunes the fleet database's history (`history.*`): rows closed more than
+KQ_HISTORY_DAYS ago (default 30), in bounded batches (kq_pipeline/db/history.py).
+
 Hourly, because deletion must keep pace with creation: 1,000 clusters in runs of 25 every 15 minutes
 create 3,840 runs a day, more than one daily tick of 1,000 could delete (benchmarks/README.md has the
 arithmetic and the measured cost of a deletion).
@@ -20,12 +23,18 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     DefaultScheduleStatus,
+    In,
+    Nothing,
     OpExecutionContext,
     RunsFilter,
     job,
     op,
     schedule,
 )
+
+from kq_pipeline.db import history
+from kq_pipeline.db.connection import connect
+from kq_pipeline.defs.resources import FleetDatabase
 
 RETENTION_CRON = os.environ.get("KQ_RETENTION_CRON", "17 * * * *")
 DEFAULT_RETENTION_DAYS = float(os.environ.get("KQ_RUN_RETENTION_DAYS", "7"))
@@ -73,12 +82,40 @@ def prune_old_runs(context: OpExecutionContext, config: RetentionConfig) -> int:
     return result.deleted
 
 
+class HistoryRetentionConfig(Config):
+    history_days: float | None = None
+    """Age (days) past which closed history rows are pruned; unset: KQ_HISTORY_DAYS (default 30)."""
+
+
+@op(
+    description="Delete fleet history rows closed before the history retention age, in bounded batches.",
+    ins={"after": In(Nothing)},
+)
+def prune_fleet_history(
+    context: OpExecutionContext, config: HistoryRetentionConfig, fleet_db: FleetDatabase
+) -> int:
+    days = config.history_days if config.history_days is not None else history.retention_days()
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    with connect(fleet_db.dsn()) as conn:
+        conn.autocommit = True
+        deleted = history.prune(conn, cutoff)
+    total = sum(deleted.values())
+    detail = ", ".join(f"{t} {n}" for t, n in sorted(deleted.items()))
+    context.log.info(
+        f"pruned {total} history row(s) closed over {days:g} day(s) ago{': ' + detail if detail else ''}"
+    )
+    return total
+
+
 @job(
     name="prune_dagster_runs",
-    description="Keeps Dagster's run and event-log storage bounded; history stays in kq_loads.",
+    description=(
+        "Keeps Dagster's run and event-log storage bounded (history stays in kq_loads) and prunes "
+        "fleet history older than KQ_HISTORY_DAYS."
+    ),
 )
 def prune_job() -> None:
-    prune_old_runs()
+    prune_fleet_history(after=prune_old_runs())
 
 
 @schedule(
