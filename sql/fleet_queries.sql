@@ -80,3 +80,44 @@ LEFT JOIN kubernetes_custom_resources r
   ON r.cluster_name = d.cluster_name AND r.api_group = d."group" AND r.kind = d.kind
 GROUP BY d.cluster_name, d."group", d.kind, d.established
 ORDER BY d.cluster_name, d."group", d.kind;
+
+-- History: the fleet's pods as they were 5 minutes ago (as-of; any timestamptz works).
+SELECT cluster_name, namespace, name, node_name, phase
+FROM history.kubernetes_pods
+WHERE valid_from <= now() - interval '5 minutes'
+  AND (valid_to IS NULL OR valid_to > now() - interval '5 minutes')
+ORDER BY cluster_name, namespace, name;
+
+-- History: deployments whose container image changed in the last 24 hours, from what to what
+-- (the closed row and its successor share the container's key and meet at the load's time).
+SELECT d.cluster_name, d.namespace, d.name AS deployment, c.name AS container,
+       o.image AS old_image, c.image AS new_image, c.valid_from AS changed_at
+FROM history.kubernetes_deployments_containers c
+JOIN history.kubernetes_deployments_containers o
+  ON o.cluster_name = c.cluster_name AND o.uid = c.uid AND o.name = c.name AND o.valid_to = c.valid_from
+JOIN kubernetes_deployments d ON d.cluster_name = c.cluster_name AND d.uid = c.uid
+WHERE c.valid_from > now() - interval '24 hours' AND o.image IS DISTINCT FROM c.image
+ORDER BY changed_at DESC, d.cluster_name, d.namespace, d.name;
+
+-- History: what changed per cluster and table in the last 24 hours (the change feed, counted).
+SELECT cluster_name, table_name,
+       count(*) FILTER (WHERE change = 'added') AS added,
+       count(*) FILTER (WHERE change = 'removed') AS removed,
+       count(*) FILTER (WHERE change = 'modified') AS modified
+FROM history.changes
+WHERE at > now() - interval '24 hours'
+GROUP BY cluster_name, table_name
+ORDER BY cluster_name, table_name;
+
+-- History: pods deleted in the last 7 days, per cluster and namespace.
+SELECT cluster_name, namespace, count(*) AS pods_deleted
+FROM history.changes
+WHERE table_name = 'kubernetes_pods' AND change = 'removed' AND at > now() - interval '7 days'
+GROUP BY cluster_name, namespace
+ORDER BY pods_deleted DESC, cluster_name, namespace;
+
+-- History: when each node joined, as far back as the history goes.
+SELECT cluster_name, name, min(valid_from) AS first_seen, max(coalesce(valid_to, 'infinity')) AS last_seen
+FROM history.kubernetes_nodes
+GROUP BY cluster_name, name
+ORDER BY first_seen DESC, cluster_name, name;
