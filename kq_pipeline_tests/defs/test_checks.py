@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from kq_pipeline.db.history import ChangeCounts
 from kq_pipeline.db.snapshot import record_failed_load
 from kq_pipeline.defs.checks import judge_row_counts, previous_counts
 from kq_pipeline.refresh import ClusterOutcome, TableOutcome
@@ -89,6 +90,20 @@ def test_a_drop_beyond_the_ratio_against_the_previous_load_fails() -> None:
     verdict = judge_row_counts(_outcome(kubernetes_pods=(49, 49, 0)), tables, {"kubernetes_pods": 100}, DROP)
     assert not verdict.passed
     assert verdict.broken == ["kubernetes_pods: dropped from 100 to 49 rows (more than 50%)"]
+
+
+def test_with_history_the_drop_is_measured_by_what_the_load_removed_and_named() -> None:
+    """The history's counts say what the table held before this load (loaded - added + removed), so
+    the rule needs no earlier kq_loads row, and the message says what went."""
+    tables = ["kubernetes_pods"]
+    outcome = _outcome(kubernetes_pods=(40, 40, 0))
+    outcome.tables["kubernetes_pods"].changes = ChangeCounts(added=2, removed=62, modified=5)
+    verdict = judge_row_counts(outcome, tables, {}, DROP)
+    assert verdict.broken == [
+        "kubernetes_pods: dropped from 100 to 40 rows (more than 50%): 62 removed, 2 added"
+    ]
+    outcome.tables["kubernetes_pods"].changes = ChangeCounts(added=0, removed=10, modified=90)
+    assert judge_row_counts(outcome, tables, {"kubernetes_pods": 1000}, DROP).passed  # history wins
 
 
 def test_growth_and_a_first_load_never_count_as_a_drop() -> None:

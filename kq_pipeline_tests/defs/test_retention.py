@@ -18,10 +18,12 @@ from dagster import (
 )
 
 from kq_pipeline import inventory
+from kq_pipeline.db.snapshot import replace_snapshot
 from kq_pipeline.definitions import defs
 from kq_pipeline.defs.partitions import CLUSTERS_PARTITIONS_NAME
 from kq_pipeline.defs.retention import prune_job, prune_runs, retention_schedule
 from kq_pipeline.defs.schedules import refresh_job
+from kq_pipeline.frames import to_frame
 from kq_pipeline.registry import TABLES
 from kq_pipeline.simulator import serve_fleet
 from kq_pipeline.simulator.objects import ClusterSpec
@@ -31,14 +33,19 @@ KEEP_NONE = {"ops": {"prune_old_runs": {"config": {"retention_days": 0}}}}
 
 
 @pytest.fixture
-def instance() -> Iterator[DagsterInstance]:
+def instance(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterInstance]:
+    """A Dagster instance; the prune job also prunes the fleet database's history, so it has one."""
+    monkeypatch.setenv("KQ_DATABASE_URL", pg_dsn)
     with instance_for_test() as inst:
         yield inst
 
 
+PRUNE_JOB = defs.resolve_job_def(prune_job.name)
+
+
 def _finished_runs(instance: DagsterInstance, n: int) -> list[str]:
     """n real, finished runs (of the prune job, keeping everything), oldest first."""
-    return [prune_job.execute_in_process(instance=instance, run_config=KEEP_ALL).run_id for _ in range(n)]
+    return [PRUNE_JOB.execute_in_process(instance=instance, run_config=KEEP_ALL).run_id for _ in range(n)]
 
 
 def _run_ids(instance: DagsterInstance) -> set[str]:
@@ -87,6 +94,34 @@ def test_the_retention_schedule_is_registered_and_requests_the_prune_job() -> No
     assert retention_schedule.job_name == "prune_dagster_runs"
 
 
+def test_the_same_job_prunes_fleet_history_closed_before_the_history_age(
+    pg_dsn: str, instance: DagsterInstance
+) -> None:
+    now = datetime.now(UTC)
+    with psycopg.connect(pg_dsn) as conn:
+        for days_ago, prefix in ((45, "a"), (40, "b"), (2, "c")):  # a closed 40, b closed 2 days ago
+            rows = [{"uid": f"{prefix}-{i}", "name": f"{prefix}-{i}", "namespace": "ns"} for i in range(3)]
+            replace_snapshot(
+                conn,
+                "kubernetes_pods",
+                "c1",
+                to_frame("kubernetes_pods", rows, cluster_name="c1"),
+                run_id=None,
+                started_at=now,
+                rows_extracted=3,
+                at=now - timedelta(days=days_ago),
+            )
+    config = {**KEEP_ALL["ops"], "prune_fleet_history": {"config": {"history_days": 30}}}
+    result = PRUNE_JOB.execute_in_process(instance=instance, run_config={"ops": config})
+    # a's 3 history rows; the feed's 3 additions at -45 days and 3 + 3 changes at -40 days
+    assert result.output_for_node("prune_fleet_history") == 3 + 3 + 6
+    with psycopg.connect(pg_dsn) as conn:
+        left = conn.execute(
+            "SELECT left(name, 1), count(*) FROM history.kubernetes_pods GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert left == [("b", 3), ("c", 3)]
+
+
 @pytest.fixture
 def one_cluster(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("KQ_DATABASE_URL", pg_dsn)
@@ -120,7 +155,7 @@ def test_refreshes_plus_pruning_keep_dagster_storage_bounded_and_history_in_kq_l
         events_before_prune = _event_count(instance)
         assert len(instance.fetch_materializations(core, limit=100).records) == 1
 
-        prune_job.execute_in_process(instance=instance, run_config=KEEP_NONE)
+        PRUNE_JOB.execute_in_process(instance=instance, run_config=KEEP_NONE)
 
         # The refresh run and its events are gone; only the prune run (running while it pruned) is left.
         assert result.run_id not in _run_ids(instance)
