@@ -219,3 +219,16 @@ def test_a_column_added_by_an_upgrade_joins_the_history_without_rewriting_it(pg_
         assert [r[2] for r in as_of(conn, "c1", t1)] == [None, None, None]
         assert [r[2] for r in as_of(conn, "c1", t2)] == [0, 1, 2]
         assert {tuple(c[3]) for c in changes(conn) if c[0] == t2} == {("priority",)}
+
+
+def test_an_as_of_query_for_one_cluster_reads_the_index_not_the_whole_history(pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        for c in range(30):
+            for hour in range(3):  # each load replaces a third of the pods
+                rows = pods(100) if hour == 0 else pods(100)[:66] + pods(34, prefix=f"h{hour}")
+                load(conn, f"c{c}", rows, T0 + timedelta(hours=hour))
+        conn.execute("ANALYZE history.kubernetes_pods")
+        when = T0 + timedelta(minutes=90)
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + AS_OF, ("c7", when, when)).fetchall())
+    assert "kubernetes_pods_cluster_name_valid_to_idx" in plan, plan
+    assert "Seq Scan" not in plan, plan
