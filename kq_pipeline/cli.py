@@ -443,7 +443,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.clusters < 1:
         raise UserError("--clusters must be at least 1")
-    return run_demo(clusters=args.clusters, ui=not args.no_ui, port=args.port, kq=main)
+    if not 0.0 <= args.churn <= 1.0 or args.churn_interval <= 0:
+        raise UserError("--churn must be between 0 and 1 and --churn-interval positive")
+    return run_demo(
+        clusters=args.clusters,
+        ui=not args.no_ui,
+        port=args.port,
+        kq=main,
+        churn=args.churn,
+        churn_interval=args.churn_interval,
+    )
 
 
 def _add_collect_options(parser: argparse.ArgumentParser, replaces: str) -> None:
@@ -538,11 +547,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated operators on every cluster (cert-manager,prometheus-operator,argocd,istio; "
         "'none' for no CRDs); default: a different set per cluster, by seed",
     )
+    sim.add_argument(
+        "--churn",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="share of every cluster's objects changed per interval, as a live cluster changes "
+        "(pods replaced, images rolled, deployments scaled, objects deleted, nodes added and removed); "
+        "e.g. 0.02; default 0: no change",
+    )
+    sim.add_argument(
+        "--churn-interval", type=float, default=60.0, metavar="SECONDS", help="seconds between changes (60)"
+    )
     sim.set_defaults(func=cmd_simulate)
     demo = sub.add_parser("demo", help="simulated fleet + embedded PostgreSQL + first load + Dagster UI")
     demo.add_argument("--clusters", type=int, default=5)
     demo.add_argument("--port", type=int, default=3000, help="Dagster UI port on 127.0.0.1")
     demo.add_argument("--no-ui", action="store_true", help="stop after the first load")
+    demo.add_argument(
+        "--churn",
+        type=float,
+        default=0.02,
+        metavar="F",
+        help="share of every cluster's objects changed per interval, so loads differ (default 0.02)",
+    )
+    demo.add_argument(
+        "--churn-interval", type=float, default=60.0, metavar="SECONDS", help="seconds between changes (60)"
+    )
     demo.set_defaults(func=cmd_demo)
     return p
 

@@ -42,6 +42,11 @@ DEMO_OPERATORS: tuple[tuple[str, ...], ...] = (
     ("argocd", "istio"),
 )
 
+DEMO_CHURN = 0.02
+DEMO_CHURN_INTERVAL_S = 60.0
+"""The demo fleet changes a little between loads (2 % of the objects a minute), as live clusters do, so
+the change feed and the history have something to show."""
+
 QUERY_HINTS = """
 Data for {n} simulated clusters is in PostgreSQL. Query it with:
 
@@ -74,29 +79,43 @@ def demo_specs(clusters: int) -> list:
     ]
 
 
-def run_demo(*, clusters: int, ui: bool, port: int, kq: Callable[[list[str]], int]) -> int:
-    """`kq` runs a kq sub-command in this process (cli.main), so the demo is made of ordinary commands."""
+def run_demo(
+    *,
+    clusters: int,
+    ui: bool,
+    port: int,
+    kq: Callable[[list[str]], int],
+    churn: float = DEMO_CHURN,
+    churn_interval: float = DEMO_CHURN_INTERVAL_S,
+) -> int:
+    """`kq` runs a kq sub-command in this process (cli.main), so the demo is made of ordinary commands.
+    The fleet changes `churn` of its objects every `churn_interval` seconds (0: never)."""
     from kq_pipeline.extract import row_workers
 
     _stop_on_signals()
     try:
-        return _demo(clusters, ui, port, kq)
+        return _demo(clusters, ui, port, kq, churn, churn_interval)
     finally:
         row_workers.shutdown()  # idle by now: the load is over
         for line in left_running():
             print(line, flush=True)
 
 
-def _demo(clusters: int, ui: bool, port: int, kq: Callable[[list[str]], int]) -> int:
+def _demo(
+    clusters: int, ui: bool, port: int, kq: Callable[[list[str]], int], churn: float, churn_interval: float
+) -> int:
     from kq_pipeline.db.connection import masked_dsn, resolve_dsn
     from kq_pipeline.simulator.process import serve_fleet_process
 
     kubeconfig = kq_home() / "demo" / "kubeconfig.yaml"
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     print(f"starting {clusters} simulated clusters ...", flush=True)
-    with serve_fleet_process(demo_specs(clusters), kubeconfig) as fleet:
+    options = {"churn": churn, "churn_interval": churn_interval} if churn > 0 else {}
+    with serve_fleet_process(demo_specs(clusters), kubeconfig, **options) as fleet:
         for name, url in fleet.urls.items():
             print(f"  {name}  {url}")
+        if churn > 0:
+            print(f"  each changes {churn:.0%} of its objects every {churn_interval:g} s (--churn)")
         for step in (["db", "init"], ["clusters", "add", "--kubeconfig", str(kubeconfig)], ["load"]):
             code = kq(step)
             _stop_on_signals()  # an in-process Dagster run resets them

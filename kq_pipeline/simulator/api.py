@@ -7,6 +7,7 @@ then authorization (403), then the handler (404/410/500...).
 from __future__ import annotations
 
 import hmac
+import random
 import threading
 import time
 from collections import deque
@@ -106,6 +107,7 @@ class ClusterApi:
                 doc = discovery.resource_list(catalog, group, v)
                 static[f"/apis/{group}/{v}" if group else f"/api/{v}"] = doc or b""
         self.catalog, self._static = catalog, static
+        self.writes.catalog = catalog
 
     def __repr__(self) -> str:
         return f"ClusterApi(name={self.name!r})"
@@ -178,7 +180,8 @@ class ClusterApi:
         if who.name == ANONYMOUS:
             raise status.forbidden(who.name, verb, rt.resource, rt.group, route.namespace, route.name)
         crd_delete = verb == "delete" and rt.key == CRD_KEY and self.crd_deleter is not None
-        if not (self.writes.writable(rt) or crd_delete) or (verb == "create") == (route.name is not None):
+        allowed = self.writes.deletable(rt) if verb == "delete" else self.writes.writable(rt)
+        if not (allowed or crd_delete) or (verb == "create") == (route.name is not None):
             raise status.method_not_allowed(verb, rt.resource, rt.group)
         self._authorize(who, verb, rt, route.namespace, route.name)
         if verb == "create":
@@ -197,6 +200,8 @@ class ClusterApi:
     def _control(self, req: Request, path: str) -> Response:
         if not req.loopback:
             return Response(403, status.forbidden_path("remote", req.method.lower(), path).body())
+        if path == "/_sim/churn":
+            return self._churn(req)
         if path != "/_sim/faults":
             return Response(404, status.path_not_found().body())
         if req.method == "POST":
@@ -210,6 +215,28 @@ class ClusterApi:
             except (ValueError, KeyError, TypeError) as err:
                 return Response(400, status.bad_request(f"bad fault request: {err}").body())
         return Response(200, orjson.dumps(self.faults.describe()))
+
+    def _churn(self, req: Request) -> Response:
+        """POST {"fraction": 0.05, "seed": 1} (churn.churn) or {"action": "roll", "namespace": ..., "name":
+        ...} (churn.churn_action): answers the ChurnReport as JSON."""
+        from kq_pipeline.simulator.churn import churn, churn_action
+
+        if req.method != "POST":
+            return Response(405, status.method_not_allowed(req.method.lower(), "churn", "").body())
+        try:
+            spec: dict[str, Any] = orjson.loads(req.body or b"{}")
+            if not isinstance(spec, dict):
+                raise ValueError("the body must be a JSON object")
+            action = spec.pop("action", None)
+            if action is not None:
+                report = churn_action(self, str(action), **spec)
+            else:
+                report = churn(
+                    self, float(spec.pop("fraction")), random.Random(spec.pop("seed", None)), **spec
+                )
+        except (ValueError, KeyError, TypeError) as err:
+            return Response(400, status.bad_request(f"bad churn request: {err}").body())
+        return Response(200, orjson.dumps(report.to_dict()))
 
     # --- routing --------------------------------------------------------------------------------
     def _route(self, path: str, query: dict[str, str], who: Principal) -> Response:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 import ssl
 import threading
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kq_pipeline.gcpause import gc_paused
 from kq_pipeline.simulator import discovery
@@ -17,6 +18,9 @@ from kq_pipeline.simulator.faults import FaultController
 from kq_pipeline.simulator.rbac import Authorizer
 from kq_pipeline.simulator.server import ApiHttpServer
 from kq_pipeline.simulator.store import ClusterStore
+
+if TYPE_CHECKING:
+    from kq_pipeline.simulator.churn import ChurnReport
 
 DEFAULT_MINOR = 29
 REQUEST_LOG_SIZE = 100_000
@@ -141,6 +145,20 @@ class SimulatedCluster:
             self.catalog = catalog
             if self.api is not None:
                 self.api.set_catalog(catalog)
+
+    def churn(self, fraction: float, seed: Any = None, *, now: int | None = None) -> ChurnReport:
+        """Change about `fraction` of the objects as a live cluster does between loads (churn.py); the
+        same seed on the same objects makes the same changes. Also: POST /_sim/churn."""
+        from kq_pipeline.simulator.churn import churn
+
+        return churn(self, fraction, random.Random(seed), now=now)
+
+    def churn_action(self, action: str, **params: Any) -> ChurnReport:
+        """One named change ("delete", "replace_pod", "roll", "scale", "add_node", "remove_node"), with
+        what controllers do after it; see churn.churn_action for the parameters."""
+        from kq_pipeline.simulator.churn import churn_action
+
+        return churn_action(self, action, **params)
 
     def set_rbac_rules(self, rules: Any) -> None:
         """Enforce a Role/ClusterRole manifest (or a list of rules); None turns RBAC off."""

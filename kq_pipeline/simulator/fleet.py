@@ -7,7 +7,7 @@ import os
 import random
 import ssl
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from kq_pipeline.simulator.certs import CertificateAuthority, KeyPair
 from kq_pipeline.simulator.cluster import DEFAULT_MINOR, SimulatedCluster
 
 if TYPE_CHECKING:
+    from kq_pipeline.simulator.churn import ChurnLoop, ChurnReport
     from kq_pipeline.simulator.objects import ClusterSpec
 
 
@@ -44,6 +45,7 @@ class Fleet:
         self.ca = CertificateAuthority()
         self._tls = _server_context(self.ca, client_cert_auth) if tls else None
         self.clusters: dict[str, SimulatedCluster] = {}
+        self.churn_loop: ChurnLoop | None = None
 
     def __repr__(self) -> str:
         return f"Fleet(clusters={list(self.clusters)!r})"
@@ -117,7 +119,25 @@ class Fleet:
             yaml.safe_dump(self.kubeconfig(), fh, sort_keys=False)
         return out
 
+    def start_churn(
+        self,
+        fraction: float,
+        interval: float = 60.0,
+        seed: int = 0,
+        on_round: Callable[[list[ChurnReport]], None] | None = None,
+    ) -> ChurnLoop:
+        """Every `interval` seconds, change `fraction` of every cluster's objects (churn.py), until stop()."""
+        from kq_pipeline.simulator.churn import ChurnLoop
+
+        if self.churn_loop is not None:
+            self.churn_loop.stop()
+        self.churn_loop = ChurnLoop(lambda: list(self.clusters.values()), fraction, interval, seed, on_round)
+        return self.churn_loop.start()
+
     def stop(self) -> None:
+        if self.churn_loop is not None:
+            self.churn_loop.stop()
+            self.churn_loop = None
         for c in self.clusters.values():
             c.stop()
 
@@ -174,8 +194,12 @@ def serve_fleet(
     *,
     continue_ttl: float = 300.0,
     client_cert_auth: bool = False,
+    churn: float = 0.0,
+    churn_interval: float = 60.0,
+    churn_seed: int = 0,
 ) -> Fleet:
-    """Generate each spec's objects and serve every cluster on its own port of `host`."""
+    """Generate each spec's objects and serve every cluster on its own port of `host`. With `churn` > 0,
+    every `churn_interval` seconds that share of each cluster's objects changes (Fleet.start_churn)."""
     from kq_pipeline.simulator.objects import generate_objects
 
     fleet = Fleet(tls=tls, client_cert_auth=client_cert_auth)
@@ -187,6 +211,8 @@ def serve_fleet(
             fleet.add(
                 spec.name, generated, host=host, minor=minor, rbac_rules=rbac_rules, continue_ttl=continue_ttl
             )
+        if churn > 0:
+            fleet.start_churn(churn, churn_interval, churn_seed)
     except BaseException:
         fleet.stop()
         raise

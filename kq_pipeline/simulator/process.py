@@ -75,6 +75,15 @@ class FleetProcess:
         resp.raise_for_status()
         return resp.json()
 
+    def churn(self, cluster: str, fraction: float = 0.0, seed: Any = None, **action: Any) -> dict[str, Any]:
+        """Change the child's cluster over HTTP (`POST /_sim/churn`): `fraction` of its objects, or one
+        named change (`action="roll", namespace=..., name=...`); returns the churn report."""
+        _, verify = self._credentials(cluster)
+        body = action if action else {"fraction": fraction, "seed": seed}
+        resp = httpx.post(f"{self.urls[cluster]}/_sim/churn", json=body, verify=verify, timeout=120)
+        resp.raise_for_status()
+        return resp.json()
+
     def remove_crd(self, cluster: str, name: str) -> dict[str, Any] | None:
         """Delete CRD `name` (and its kinds and objects) on the child's cluster, as `kubectl delete crd`
         does; returns the deleted CRD, or None if the cluster has no such CRD."""

@@ -14,6 +14,7 @@ import copy
 import threading
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,6 +184,9 @@ class ClusterStore:
     ) -> None:
         self.continue_ttl = continue_ttl
         self._lock = threading.Lock()
+        self.edit_lock = threading.RLock()
+        """Held by a writer from reading the objects it changes to storing them (churn, deletes), so two
+        writers do not change the same objects from the same old state."""
         rvs = [
             int(o.get("metadata", {}).get("resourceVersion") or 0)
             for objs in served.values()
@@ -276,6 +280,29 @@ class ClusterStore:
             self._revision = rev
             hist.push(Snapshot.build(rev, entries), time.monotonic(), self.continue_ttl)
             return rev
+
+    def commit(self, changes: Sequence[tuple[Key, Mapping[ResourceType, dict[str, Any] | None]]]) -> int:
+        """Store many changes at once, as consecutive etcd writes: each change is one object (`Key`) at
+        one or more versions (resource types), put (an object) or deleted (None), under its own revision,
+        which is stamped into each put's resourceVersion. Readers see all or none of them (one new
+        snapshot per resource, applied to the current one). Returns the new revision."""
+        with self._lock:
+            ops: dict[str, dict[Key, dict[str, Any] | None]] = {}
+            for key, versions in changes:
+                self._revision += 1
+                for rtype, obj in versions.items():
+                    if obj is not None:
+                        obj.setdefault("metadata", {})["resourceVersion"] = str(self._revision)
+                    ops.setdefault(rtype.key, {})[key] = obj
+            now = time.monotonic()
+            for rkey, by_key in ops.items():
+                hist = self._by_key.get(rkey)
+                if hist is None:  # its CRD was deleted meanwhile
+                    continue
+                entries = [e for e in hist.current.entries if e.key not in by_key]
+                entries += [Entry.of(o, hist.rtype.custom) for o in by_key.values() if o is not None]
+                hist.push(Snapshot.build(self._revision, entries), now, self.continue_ttl)
+            return self._revision
 
     # --- writes (registration: create, token controller update, delete) -------------------------
     def get(self, rtype: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:

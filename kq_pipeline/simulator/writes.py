@@ -18,6 +18,7 @@ import orjson
 from kq_pipeline.simulator import status
 from kq_pipeline.simulator.bindings import RBAC_GROUP, Principal
 from kq_pipeline.simulator.catalog import Catalog, ResourceType
+from kq_pipeline.simulator.edits import Edit
 from kq_pipeline.simulator.status import ApiError
 from kq_pipeline.simulator.store import ClusterStore
 
@@ -45,7 +46,7 @@ class TokenController:
     """Issues service-account tokens into token Secrets and says whom a presented token belongs to."""
 
     def __init__(self, catalog: Catalog, store: ClusterStore, ca_pem: str, delay_s: float) -> None:
-        self._catalog = catalog
+        self.catalog = catalog
         self._store = store
         self._ca_pem = ca_pem
         self.delay_s = delay_s
@@ -57,7 +58,7 @@ class TokenController:
         return f"TokenController(issued={len(self._issued)})"
 
     def _type(self, resource: str) -> ResourceType:
-        rtype = self._catalog.lookup("", "v1", resource)
+        rtype = self.catalog.lookup("", "v1", resource)
         assert rtype is not None
         return rtype
 
@@ -107,13 +108,13 @@ class TokenController:
 
 
 class Writes:
-    """POST (create), PUT (update) and DELETE on the registration kinds; everything else stays read-only."""
+    """POST (create) and PUT (update) on the registration kinds, DELETE on those and any namespaced kind."""
 
     def __init__(self, catalog: Catalog, store: ClusterStore, tokens: TokenController) -> None:
-        self._catalog = catalog
+        self.catalog = catalog
+        """What the cluster serves now (set again when a CRD comes or goes)."""
         self._store = store
         self._tokens = tokens
-        self._update_lock = threading.Lock()  # the version check and the write, together
 
     def __repr__(self) -> str:
         return "Writes()"
@@ -147,7 +148,7 @@ class Writes:
             raise status.bad_request(
                 "the namespace of the object does not match the namespace of the request"
             )
-        with self._update_lock:
+        with self._store.edit_lock:  # the version check and the write, together
             current = self._store.get(rtype, namespace or "", name)
             if current is None:
                 raise status.not_found(rtype.resource, rtype.group, name)
@@ -185,14 +186,26 @@ class Writes:
             self._tokens.secret_created(stored)
         return stored
 
+    @staticmethod
+    def deletable(rtype: ResourceType) -> bool:
+        """Any namespaced object can be deleted, and the registration kinds' cluster-scoped ones."""
+        return Writes.writable(rtype) or (rtype.namespaced and "delete" in rtype.verbs)
+
     def delete(self, rtype: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
-        gone = self._store.delete(rtype, namespace or "", name)
-        if gone is None:
-            raise status.not_found(rtype.resource, rtype.group, name)
-        return gone
+        """Delete an object with what the garbage collector deletes with it (a Deployment's ReplicaSets
+        and pods, a Service's Endpoints, a Namespace's objects), at every version it is served at;
+        answers the object as it was. Controllers do not replace what was deleted (no new pod)."""
+        with self._store.edit_lock:
+            current = self._store.get(rtype, namespace or "", name)
+            edit = Edit(self._store, self.catalog)
+            key = edit.canonical(rtype.key)
+            if current is None or key is None or not edit.delete(key, namespace or "", name):
+                raise status.not_found(rtype.resource, rtype.group, name)
+            edit.commit()
+        return current
 
     def _ns_type(self) -> ResourceType:
-        rtype = self._catalog.lookup("", "v1", "namespaces")
+        rtype = self.catalog.lookup("", "v1", "namespaces")
         if rtype is None:
             raise ApiError(500, "InternalError", "namespaces are not served")
         return rtype

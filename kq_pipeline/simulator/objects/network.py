@@ -7,6 +7,33 @@ from kq_pipeline.simulator.objects.ctx import NOW, Ctx, Obj, ts
 NET_V1 = "networking.k8s.io/v1"
 
 
+def endpoint_addresses(pods: list[Obj]) -> tuple[list[Obj], list[Obj]]:
+    """The (ready, not ready) addresses the endpoints controller lists for a service's pods."""
+    ready, not_ready = [], []
+    for p in pods:
+        ip = p["status"].get("podIP")
+        if not ip or p["status"]["phase"] == "Succeeded":
+            continue
+        md = p["metadata"]
+        addr = {
+            "ip": ip,
+            "nodeName": p["spec"]["nodeName"],
+            "targetRef": {"kind": "Pod", "namespace": md["namespace"], "name": md["name"], "uid": md["uid"]},
+        }
+        (ready if p["status"]["phase"] == "Running" else not_ready).append(addr)
+    return ready, not_ready
+
+
+def endpoint_subset(ready: list[Obj], not_ready: list[Obj], ports: list[Obj]) -> Obj:
+    subset: Obj = {}
+    if ready:
+        subset["addresses"] = ready
+    if not_ready:
+        subset["notReadyAddresses"] = not_ready
+    subset["ports"] = ports
+    return subset
+
+
 class Services:
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
@@ -34,22 +61,7 @@ class Services:
     def _endpoints(self, svc: Obj, pods: list[Obj], ports: list[Obj]) -> None:
         ctx = self.ctx
         md = svc["metadata"]
-        ready, not_ready = [], []
-        for p in pods:
-            ip = p["status"].get("podIP")
-            if not ip or p["status"]["phase"] == "Succeeded":
-                continue
-            addr = {
-                "ip": ip,
-                "nodeName": p["spec"]["nodeName"],
-                "targetRef": {
-                    "kind": "Pod",
-                    "namespace": md["namespace"],
-                    "name": p["metadata"]["name"],
-                    "uid": p["metadata"]["uid"],
-                },
-            }
-            (ready if p["status"]["phase"] == "Running" else not_ready).append(addr)
+        ready, not_ready = endpoint_addresses(pods)
         ep: Obj = {
             "apiVersion": "v1",
             "kind": "Endpoints",
@@ -63,13 +75,7 @@ class Services:
             ),
         }
         if ready or not_ready:
-            subset: Obj = {}
-            if ready:
-                subset["addresses"] = ready
-            if not_ready:
-                subset["notReadyAddresses"] = not_ready
-            subset["ports"] = ports
-            ep["subsets"] = [subset]
+            ep["subsets"] = [endpoint_subset(ready, not_ready, ports)]
         ctx.add("v1/endpoints", ep)
 
     def generate(self, app_namespaces: list[str]) -> None:

@@ -130,34 +130,37 @@ def csi_drivers(ctx: Ctx) -> None:
 
 def csi_nodes(ctx: Ctx, nodes: list[Obj]) -> None:
     for i, node in enumerate(nodes):
-        name = node["metadata"]["name"]
-        instance = node["spec"]["providerID"].rsplit("/", 1)[1]
-        drivers: list[Obj] | None = (
-            None
-            if i == 0
-            else [
-                {
-                    "name": EBS,
-                    "nodeID": instance,
-                    "topologyKeys": ["topology.ebs.csi.aws.com/zone"],
-                    "allocatable": {"count": 25},
-                },
-                {"name": "efs.csi.aws.com", "nodeID": instance, "topologyKeys": None},
-            ]
-        )
-        ctx.add(
-            "storage.k8s.io/v1/csinodes",
+        ctx.add("storage.k8s.io/v1/csinodes", csi_node(ctx, node, control=i == 0))
+
+
+def csi_node(ctx: Ctx, node: Obj, *, control: bool, created: int | None = None) -> Obj:
+    """The CSINode the kubelet registers for `node` (no drivers on the control plane)."""
+    name = node["metadata"]["name"]
+    instance = node["spec"]["providerID"].rsplit("/", 1)[1]
+    drivers: list[Obj] | None = (
+        None
+        if control
+        else [
             {
-                "apiVersion": STORAGE,
-                "kind": "CSINode",
-                "metadata": ctx.meta(
-                    name,
-                    owner=owner_ref(node, controller=False),
-                    annotations={"storage.alpha.kubernetes.io/migrated-plugins": MIGRATED_PLUGINS},
-                ),
-                "spec": {"drivers": drivers},
+                "name": EBS,
+                "nodeID": instance,
+                "topologyKeys": ["topology.ebs.csi.aws.com/zone"],
+                "allocatable": {"count": 25},
             },
-        )
+            {"name": "efs.csi.aws.com", "nodeID": instance, "topologyKeys": None},
+        ]
+    )
+    return {
+        "apiVersion": STORAGE,
+        "kind": "CSINode",
+        "metadata": ctx.meta(
+            name,
+            created=created,
+            owner=owner_ref(node, controller=False),
+            annotations={"storage.alpha.kubernetes.io/migrated-plugins": MIGRATED_PLUGINS},
+        ),
+        "spec": {"drivers": drivers},
+    }
 
 
 def _claim(ctx: Ctx, ns: str, name: str, size: str, sc: str, volume: str | None) -> Obj:
