@@ -24,6 +24,7 @@ from benchmarks import (
     fleet_dagster,
     fleet_deployment,
     fleet_queries,
+    history,
     large_cluster,
     load_path,
     mechanisms,
@@ -46,6 +47,7 @@ CASES: dict[str, tuple[str, Case]] = {
     "7": ("kqbench_deploy", fleet_deployment.run),
     "8": ("kqbench_mechanisms", mechanisms.run),
     "9": ("kqbench_custom", custom_resources.run),
+    "10": ("kqbench_history", history.run),
 }
 
 

@@ -143,6 +143,18 @@ def test_custom_resources_and_pods_are_loaded_in_full_and_compared_in_the_same_r
         assert stages <= medians[f"{table}: wall"] * 1.01 + 0.01
 
 
+def test_history_on_and_off_refresh_the_same_churned_cluster_and_storage_follows_the_changes(
+    pg_server_dsn: str,
+) -> None:
+    result = _run("10", pg_server_dsn)
+    medians = {m["name"].strip(): m["median"] for m in result["metrics"]}
+    assert medians["rows changed per refresh (added + removed + modified)"] > 0  # the churn reached it
+    assert medians["history growth per changed row"] > 0
+    assert medians["refresh wall, history on"] > 0 and medians["refresh wall, history off"] > 0
+    (target,) = result["targets"]
+    assert target["goal"] == 1.25 and target["measured"] == medians["history on / off, wall"]
+
+
 def test_a_target_is_judged_in_its_direction_and_shown_as_missed() -> None:
     assert Target("rate", 25_000, 20_000, "rows/s").met
     slow = Target("rss", 2048, 1536, "MB", higher_is_better=False)

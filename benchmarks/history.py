@@ -1,0 +1,139 @@
+"""Case 10: what history costs a steady-state refresh (issue 16: at most 1.25 x history off, same run).
+
+One simulated cluster of the original's largest size (30,000 pods; simulator in a child process) is in
+the inventory twice, as `hist-on` and `hist-off`, so both see exactly the same cluster. Each round
+churns it (`POST /_sim/churn`, 5 % of its objects: pods replaced, deployments rolled and scaled,
+objects deleted and created, nodes added and removed) and then refreshes both names with the pipeline's
+own `refresh_cluster` (all tables, one transaction), `hist-on` keeping history (the default skip list:
+events) and `hist-off` with KQ_HISTORY_SKIP=`*`; which goes first alternates by round. Each sample is
+one whole refresh: list, rows, frames, COPY, and for `hist-on` the history statement of every table.
+
+Storage: the history schema's size (tables, indexes, TOAST) before and after each `hist-on` refresh,
+over the changes that refresh recorded (added + removed + modified rows), after a plain VACUUM of
+the history tables (dead versions of closed rows become reusable space, as autovacuum would make them).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from benchmarks.sizes import Sizes
+from benchmarks.stats import CaseResult, Target, ratio_samples
+
+CLUSTER = "large"
+ON, OFF = "hist-on", "hist-off"
+CHURN = 0.05
+GOAL = 1.25
+"""history on / off wall time of a steady-state refresh, same run (issue 16)."""
+HISTORY_BYTES = """
+    SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'history' AND c.relkind = 'r'"""
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _refresh(dsn: str, name: str, skip: str) -> dict[str, Any]:
+    from kq_pipeline.refresh import RefreshSettings, refresh_cluster
+    from kq_pipeline.registry import TABLES
+
+    os.environ["KQ_HISTORY_SKIP"] = skip
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    outcome = refresh_cluster(dsn, name, list(TABLES), run_id=None, settings=RefreshSettings())
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
+    if not outcome.ok:
+        raise RuntimeError(f"{name}: {outcome.error or outcome.failed_tables}")
+    changes = [t.changes for t in outcome.tables.values() if t.changes is not None]
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rows": sum(t.rows_loaded or 0 for t in outcome.tables.values()),
+        "changed": sum(c.total for c in changes),
+        "added": sum(c.added for c in changes),
+        "removed": sum(c.removed for c in changes),
+        "modified": sum(c.modified for c in changes),
+    }
+
+
+def _history_bytes(dsn: str) -> int:
+    from kq_pipeline.db import history
+    from kq_pipeline.registry import TABLES
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in TABLES:
+            conn.execute(psycopg.sql.SQL("VACUUM {}").format(history.ident(table)))
+        conn.execute("VACUUM history.change_log")
+        return conn.execute(HISTORY_BYTES).fetchone()[0]
+
+
+def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
+    from kq_pipeline import inventory
+    from kq_pipeline.simulator.objects import ClusterSpec
+    from kq_pipeline.simulator.process import serve_fleet_process
+
+    spec = ClusterSpec(CLUSTER, seed=1, pods=sizes.large_pods, namespaces=sizes.large_namespaces)
+    result = CaseResult(
+        "10-history",
+        "steady-state refresh with 5 % of objects changed: history on vs off (same cluster, same run)",
+        params={"pods": spec.pods, "namespaces": spec.namespaces, "churn": CHURN, "repeats": sizes.repeats},
+    )
+    kubeconfig = work_dir / "history-kubeconfig.yaml"
+    saved = os.environ.get("KQ_HISTORY_SKIP")
+    samples: dict[str, list[dict[str, Any]]] = {ON: [], OFF: []}
+    growth: list[float] = []
+    try:
+        with serve_fleet_process([spec], kubeconfig) as fleet:
+            with psycopg.connect(dsn) as conn:
+                for name in (ON, OFF):
+                    inventory.upsert_clusters(
+                        conn, inventory.clusters_from_kubeconfig(kubeconfig, [CLUSTER], [name])
+                    )
+            first = _refresh(dsn, ON, "kubernetes_events")  # first loads: history starts with every row
+            _refresh(dsn, OFF, "*")
+            result.params["rows_per_refresh"] = first["rows"]
+            result.params["history_rows_first_load"] = first["added"]
+            for i in range(sizes.repeats):
+                report = fleet.churn(CLUSTER, CHURN, seed=i)
+                result.notes.append(f"round {i}: churn {_summary(report)}")
+                before = _history_bytes(dsn)
+                order = ((ON, "kubernetes_events"), (OFF, "*"))
+                for name, skip in order if i % 2 == 0 else order[::-1]:
+                    samples[name].append(_refresh(dsn, name, skip))
+                if samples[ON][-1]["changed"]:
+                    growth.append((_history_bytes(dsn) - before) / samples[ON][-1]["changed"])
+    finally:
+        if saved is None:
+            os.environ.pop("KQ_HISTORY_SKIP", None)
+        else:
+            os.environ["KQ_HISTORY_SKIP"] = saved
+    on, off = samples[ON], samples[OFF]
+    on_wall = result.add("refresh wall, history on", "s", [s["wall_s"] for s in on])
+    off_wall = result.add("refresh wall, history off", "s", [s["wall_s"] for s in off])
+    ratio = result.add(
+        "history on / off, wall",
+        "x",
+        ratio_samples(on_wall.samples, off_wall.samples),
+        note="each round's on sample over its off sample (same churned cluster)",
+    )
+    result.add("refresh CPU (this process), history on", "s", [s["cpu_s"] for s in on])
+    result.add("refresh CPU (this process), history off", "s", [s["cpu_s"] for s in off])
+    result.add("rows changed per refresh (added + removed + modified)", "rows", [s["changed"] for s in on])
+    result.add("  of which modified (paired by key)", "rows", [s["modified"] for s in on])
+    result.add("history growth per changed row", "bytes", growth, note="history schema size, after VACUUM")
+    result.targets.append(
+        Target(f"history on / off <= {GOAL}", ratio.median, GOAL, "x", higher_is_better=False)
+    )
+    return result
+
+
+def _summary(report: dict[str, Any]) -> str:
+    counts = {k: len(v) for k, v in report.items() if isinstance(v, list)}
+    return ", ".join(f"{k} {n}" for k, n in counts.items())
