@@ -116,8 +116,9 @@ WHERE table_name = 'kubernetes_pods' AND change = 'removed' AND at > now() - int
 GROUP BY cluster_name, namespace
 ORDER BY pods_deleted DESC, cluster_name, namespace;
 
--- History: when each node joined, as far back as the history goes.
-SELECT cluster_name, name, min(valid_from) AS first_seen, max(coalesce(valid_to, 'infinity')) AS last_seen
+-- History: when each node joined (as far back as the history goes) and, if it is gone, when it left.
+SELECT cluster_name, name, min(valid_from) AS first_seen,
+       CASE WHEN bool_or(valid_to IS NULL) THEN NULL ELSE max(valid_to) END AS gone_at
 FROM history.kubernetes_nodes
 GROUP BY cluster_name, name
 ORDER BY first_seen DESC, cluster_name, name;
