@@ -297,3 +297,39 @@ def test_the_custom_group_carries_rows_per_kind_and_the_kept_kinds_notes(
         certs = expected["cert-manager.io/Certificate"]
         assert note.startswith("cert-manager.io/Certificate: permission denied: ")
         assert note.endswith(f"previous rows kept ({certs})")
+
+
+def test_each_group_materialization_says_what_changed_since_the_clusters_previous_load(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`changes`: rows added/removed/modified per table with any, from the history's own counts."""
+    monkeypatch.setenv("KQ_DATABASE_URL", pg_dsn)
+    monkeypatch.delenv("KQ_HISTORY_SKIP", raising=False)
+    with (
+        serve_fleet([ClusterSpec("ch-0", seed=71, pods=20, namespaces=2)]) as served,
+        instance_for_test() as instance,
+    ):
+        kubeconfig = served.write_kubeconfig(tmp_path / "k.yaml")
+        with psycopg.connect(pg_dsn) as conn:
+            inventory.upsert_clusters(conn, inventory.clusters_from_kubeconfig(kubeconfig))
+        instance.add_dynamic_partitions(CLUSTERS_PARTITIONS_NAME, ["ch-0"])
+        selection = [group_key("core"), group_key("apps")]
+
+        first = _refresh(instance, "ch-0", "ch-0", selection)
+        core = _group_materializations(instance, first.run_id, "core")["ch-0"]
+        assert core["changes"]["kubernetes_pods"] == {"added": 20, "removed": 0, "modified": 0}
+        assert "kubernetes_events" not in core["changes"]  # its history is skipped by default
+
+        unchanged = _refresh(instance, "ch-0", "ch-0", selection)
+        assert _group_materializations(instance, unchanged.run_id, "core")["ch-0"]["changes"] == {}
+
+        deployment = next(d for d in served.clusters["ch-0"].objects["apps/v1/deployments"] if d["spec"]["replicas"])
+        meta = deployment["metadata"]
+        served.clusters["ch-0"].churn_action("roll", namespace=meta["namespace"], name=meta["name"])
+        rolled = _refresh(instance, "ch-0", "ch-0", selection)
+        apps = _group_materializations(instance, rolled.run_id, "apps")["ch-0"]["changes"]
+        pods = _group_materializations(instance, rolled.run_id, "core")["ch-0"]["changes"]["kubernetes_pods"]
+    replicas = deployment["spec"]["replicas"]
+    assert apps["kubernetes_deployments_containers"]["modified"] >= 1  # the new image
+    assert apps["kubernetes_replica_sets"]["added"] == 1  # the rollout's new replica set
+    assert pods == {"added": replicas, "removed": replicas, "modified": 0}  # replaced: new uids
