@@ -46,6 +46,7 @@ LABEL_COLUMNS = ("namespace", "name", "uid")
 """What `history.changes` says about the object behind a changed row, where the table has them."""
 DEFAULT_SKIP = "kubernetes_events"
 DEFAULT_DAYS = 30.0
+DIFF_WORK_MEM = "64MB"
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,15 @@ def _diff_statement(table: str) -> sql.Composed:
 
     labels_o = sql.SQL(", ").join(label("o", c) for c in LABEL_COLUMNS)
     labels_n = sql.SQL(", ").join(label("n", c) for c in LABEL_COLUMNS)
+    # Column by column, in the table's order: no row is rendered to JSON to say what changed.
+    changed = sql.SQL("array_remove(ARRAY[{}]::text[], NULL)").format(
+        sql.SQL(", ").join(
+            sql.SQL("CASE WHEN o.{c} IS DISTINCT FROM n.{c} THEN {name} END").format(
+                c=sql.Identifier(c), name=sql.Literal(c)
+            )
+            for c in columns
+        )
+    )
     params = {
         "main": sql.Identifier(table),
         "hist": ident(table),
@@ -197,15 +207,14 @@ def _diff_statement(table: str) -> sql.Composed:
         "hash_h": row_hash("h"),
         "labels_o": labels_o,
         "labels_n": labels_n,
+        "changed": changed,
     }
     if key is None:
         pairs = sql.SQL("SELECT NULL::tid AS o_id, NULL::tid AS n_id WHERE false")
     else:
         kcols = sql.SQL(", ").join(sql.Identifier(c) for c in key) if key else sql.SQL("true")
         match = (
-            sql.SQL(" AND ").join(
-                sql.SQL("o.{c} IS NOT DISTINCT FROM n.{c}").format(c=sql.Identifier(c)) for c in key
-            )
+            sql.SQL(" AND ").join(sql.SQL("o.{c} = n.{c}").format(c=sql.Identifier(c)) for c in key)
             if key
             else sql.SQL("true")
         )
@@ -218,35 +227,30 @@ def _diff_statement(table: str) -> sql.Composed:
     params["pairs"] = pairs
     return sql.SQL(
         """
-WITH cur AS (
-    SELECT {hash_m} AS h, m.ctid AS id FROM {main} m WHERE m.cluster_name = %(cluster)s
-), prev AS (
-    SELECT {hash_h} AS h, h.ctid AS id FROM {hist} h WHERE h.cluster_name = %(cluster)s AND h.valid_to IS NULL
-), differ AS (
-    SELECT h, sum(d) AS d FROM (SELECT h, 1 AS d FROM cur UNION ALL SELECT h, -1 FROM prev) x
-    GROUP BY h HAVING sum(d) <> 0
+WITH diff AS (
+    SELECT c.id AS new_id, p.id AS old_id
+    FROM (SELECT h, row_number() OVER (PARTITION BY h) AS n, id
+          FROM (SELECT {hash_m} AS h, m.ctid AS id FROM {main} m WHERE m.cluster_name = %(cluster)s) s) c
+    FULL JOIN
+         (SELECT h, row_number() OVER (PARTITION BY h) AS n, id
+          FROM (SELECT {hash_h} AS h, h.ctid AS id FROM {hist} h
+                WHERE h.cluster_name = %(cluster)s AND h.valid_to IS NULL) s) p
+    ON c.h = p.h AND c.n = p.n
+    WHERE c.id IS NULL OR p.id IS NULL
 ), closed AS (
     UPDATE {hist} o SET valid_to = %(at)s
-    WHERE o.ctid = ANY(ARRAY(
-        SELECT id FROM (SELECT p.id, row_number() OVER (PARTITION BY p.h) AS n, -f.d AS d
-                        FROM prev p JOIN differ f ON f.h = p.h AND f.d < 0) x
-        WHERE n <= d))
-    RETURNING o.ctid AS id, o AS r, o.*
+    WHERE o.ctid = ANY(ARRAY(SELECT old_id FROM diff WHERE old_id IS NOT NULL))
+    RETURNING o.ctid AS id, o.*
 ), added AS (
     INSERT INTO {hist} AS n ({cols}, valid_from)
     SELECT {cols}, %(at)s FROM {main} m
-    WHERE m.ctid = ANY(ARRAY(
-        SELECT id FROM (SELECT c.id, row_number() OVER (PARTITION BY c.h) AS n, f.d
-                        FROM cur c JOIN differ f ON f.h = c.h AND f.d > 0) x
-        WHERE n <= d))
-    RETURNING n.ctid AS id, n AS r, n.*
+    WHERE m.ctid = ANY(ARRAY(SELECT new_id FROM diff WHERE new_id IS NOT NULL))
+    RETURNING n.ctid AS id, n.*
 ), pairs AS ({pairs}
 ), logged AS (
     INSERT INTO history.change_log (table_name, cluster_name, namespace, name, uid, change, at,
                                     changed_columns)
-    SELECT {table_name}, %(cluster)s, {labels_n}, 'modified', %(at)s,
-           ARRAY(SELECT e.key FROM jsonb_each(to_jsonb(n.r) - 'valid_from' - 'valid_to') e
-                 WHERE to_jsonb(o.r) -> e.key IS DISTINCT FROM e.value ORDER BY e.key)
+    SELECT {table_name}, %(cluster)s, {labels_n}, 'modified', %(at)s, {changed}
     FROM pairs p JOIN closed o ON o.id = p.o_id JOIN added n ON n.id = p.n_id
     UNION ALL
     SELECT {table_name}, %(cluster)s, {labels_o}, 'removed', %(at)s, NULL
@@ -276,8 +280,11 @@ def record_changes(cur: psycopg.Cursor, table: str, cluster: str, at: datetime) 
 def load_time(cur: psycopg.Cursor) -> datetime:
     """The time a load's changes are recorded at: the server's clock once the cluster's lock is held,
     so consecutive loads of a cluster get increasing times (now() is the transaction's start, which a
-    load that waited for the lock would share with an earlier one's)."""
-    cur.execute("SELECT clock_timestamp()")
+    load that waited for the lock would share with an earlier one's). Call it inside the load's
+    transaction: it also sizes the diff's sorts for the rest of that transaction."""
+    # Transaction-local: the diff sorts one (hash, row id) pair per row of a cluster's table (about
+    # 100,000 in the largest), which spills to disk at the default 4 MB.
+    cur.execute("SELECT clock_timestamp(), set_config('work_mem', %s, true)", (DIFF_WORK_MEM,))
     row = cur.fetchone()
     assert row is not None
     return row[0]
