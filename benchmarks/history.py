@@ -8,6 +8,10 @@ own `refresh_cluster` (all tables, one transaction), `hist-on` keeping history (
 events) and `hist-off` with KQ_HISTORY_SKIP=`*`; which goes first alternates by round. Each sample is
 one whole refresh: list, rows, frames, COPY, and for `hist-on` the history statement of every table.
 
+A small cluster (200 pods, simulator in the same child process) is refreshed the same way under
+three names: history off, on, and on with the small-table check off (`PRECHECK_MAX_ROWS = 0`: every
+table goes through the full diff statement), after 1 % churn per round: that check's on/off gain.
+
 Storage: the history schema's size (tables, indexes, TOAST) before and after each `hist-on` refresh,
 over the changes that refresh recorded (added + removed + modified rows), after a plain VACUUM of
 the history tables (dead versions of closed rows become reusable space, as autovacuum would make them).
@@ -29,8 +33,13 @@ from benchmarks.stats import CaseResult, Target, ratio_samples
 CLUSTER = "large"
 ON, OFF = "hist-on", "hist-off"
 CHURN = 0.05
+SMALL = "small"
+SMALL_PODS = 200
+SMALL_CHURN = 0.01
+SMALL_ROUNDS = 7
 GOAL = 1.25
 """history on / off wall time of a steady-state refresh, same run (issue 16)."""
+PRECHECK = 5000
 HISTORY_BYTES = """
     SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'history' AND c.relkind = 'r'"""
@@ -41,11 +50,13 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _refresh(dsn: str, name: str, skip: str) -> dict[str, Any]:
+def _refresh(dsn: str, name: str, skip: str, precheck: bool = True) -> dict[str, Any]:
+    from kq_pipeline.db import history
     from kq_pipeline.refresh import RefreshSettings, refresh_cluster
     from kq_pipeline.registry import TABLES
 
     os.environ["KQ_HISTORY_SKIP"] = skip
+    history.PRECHECK_MAX_ROWS = PRECHECK if precheck else 0
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     outcome = refresh_cluster(dsn, name, list(TABLES), run_id=None, settings=RefreshSettings())
     wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
@@ -109,7 +120,11 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
                     samples[name].append(_refresh(dsn, name, skip))
                 if samples[ON][-1]["changed"]:
                     growth.append((_history_bytes(dsn) - before) / samples[ON][-1]["changed"])
+        small = _small_cluster(dsn, work_dir)
     finally:
+        from kq_pipeline.db import history
+
+        history.PRECHECK_MAX_ROWS = PRECHECK
         if saved is None:
             os.environ.pop("KQ_HISTORY_SKIP", None)
         else:
@@ -128,6 +143,16 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
     result.add("rows changed per refresh (added + removed + modified)", "rows", [s["changed"] for s in on])
     result.add("  of which modified (paired by key)", "rows", [s["modified"] for s in on])
     result.add("history growth per changed row", "bytes", growth, note="history schema size, after VACUUM")
+    s_off = result.add("small cluster: refresh wall, history off", "s", small["off"])
+    s_on = result.add("small cluster: refresh wall, history on", "s", small["on"])
+    s_nocheck = result.add("small cluster: history on, small-table check off", "s", small["nocheck"])
+    result.add("small cluster: history on / off, wall", "x", ratio_samples(s_on.samples, s_off.samples))
+    result.add(
+        "small cluster: small-table check off / on, wall",
+        "x",
+        ratio_samples(s_nocheck.samples, s_on.samples),
+        note="the mechanism's gain (> 1: the check pays)",
+    )
     result.targets.append(
         Target(f"history on / off <= {GOAL}", ratio.median, GOAL, "x", higher_is_better=False)
     )
@@ -137,3 +162,33 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
 def _summary(report: dict[str, Any]) -> str:
     counts = {k: len(v) for k, v in report.items() if isinstance(v, list)}
     return ", ".join(f"{k} {n}" for k, n in counts.items())
+
+
+def _small_cluster(dsn: str, work_dir: Path) -> dict[str, list[float]]:
+    """Refresh walls of a 200-pod cluster under three names: history off, on, on without the check."""
+    from kq_pipeline import inventory
+    from kq_pipeline.simulator.objects import ClusterSpec
+    from kq_pipeline.simulator.process import serve_fleet_process
+
+    spec = ClusterSpec(SMALL, seed=2, pods=SMALL_PODS, namespaces=5)
+    kubeconfig = work_dir / "history-small-kubeconfig.yaml"
+    variants = {
+        "off": ("*", True),
+        "on": ("kubernetes_events", True),
+        "nocheck": ("kubernetes_events", False),
+    }
+    walls: dict[str, list[float]] = {v: [] for v in variants}
+    with serve_fleet_process([spec], kubeconfig) as fleet:
+        with psycopg.connect(dsn) as conn:
+            for v in variants:
+                clusters = inventory.clusters_from_kubeconfig(kubeconfig, [SMALL], [f"{SMALL}-{v}"])
+                inventory.upsert_clusters(conn, clusters)
+        for v, (skip, check) in variants.items():  # first loads, not timed
+            _refresh(dsn, f"{SMALL}-{v}", skip, check)
+        for i in range(SMALL_ROUNDS):
+            fleet.churn(SMALL, SMALL_CHURN, seed=100 + i)
+            order = list(variants)[i % 3 :] + list(variants)[: i % 3]
+            for v in order:
+                skip, check = variants[v]
+                walls[v].append(_refresh(dsn, f"{SMALL}-{v}", skip, check)["wall_s"])
+    return walls

@@ -132,7 +132,7 @@ def replace_snapshot(
         parts = _part_counts(frame, spec.kept_by, kept, keep) if spec.kept_by else None
         changes = None
         if _versioned(table, versioned):
-            changes = record_changes(cur, table, cluster_name, at or load_time(cur))
+            changes = record_changes(cur, table, cluster_name, at or load_time(cur), rows=loaded)
         cur.execute(
             INSERT_LOAD_SQL,
             _load_row(

@@ -70,7 +70,11 @@ def history_rows(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT count(*) FROM history.kubernetes_pods").fetchone()[0]
 
 
-def test_as_of_returns_each_loads_snapshot_and_the_change_feed_says_what_happened(pg_dsn):
+@pytest.mark.parametrize("precheck", [history.PRECHECK_MAX_ROWS, 0], ids=["small-table-check", "always-diff"])
+def test_as_of_returns_each_loads_snapshot_and_the_change_feed_says_what_happened(
+    pg_dsn, precheck, monkeypatch
+):
+    monkeypatch.setattr(history, "PRECHECK_MAX_ROWS", precheck)
     t1, t2, t3 = T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)
     first = pods(4)
     second = pods(4)
@@ -97,7 +101,9 @@ def test_as_of_returns_each_loads_snapshot_and_the_change_feed_says_what_happene
         ]
 
 
-def test_unchanged_refreshes_add_no_history_rows(pg_dsn):
+@pytest.mark.parametrize("precheck", [history.PRECHECK_MAX_ROWS, 0], ids=["small-table-check", "always-diff"])
+def test_unchanged_refreshes_add_no_history_rows(pg_dsn, precheck, monkeypatch):
+    monkeypatch.setattr(history, "PRECHECK_MAX_ROWS", precheck)
     with psycopg.connect(pg_dsn) as conn:
         load(conn, "c1", pods(50), T0)
         before = history_rows(conn)
