@@ -3,7 +3,7 @@
 Many small simulated clusters (child-process fleet), registered from the fleet's kubeconfig, refreshed
 by the `refresh_clusters` job run in-process with partition-range tags of `fleet_run_size` clusters
 (as `kq load` and the schedule do), with in-run concurrency from PollingSettings. Dagster's cost is
-what the wall time spends outside `refresh_clusters` (whose span per run comes from kq_loads).
+what the wall time spends outside `refresh_clusters` (whose span per run comes from kq_meta.loads).
 """
 
 from __future__ import annotations
@@ -41,20 +41,20 @@ def _env(**values: str) -> Iterator[None]:
 
 
 def _spans(dsn: str, run_ids: list[str]) -> tuple[float, list[float]]:
-    """(sum over runs of the refresh span, per-cluster extract+load durations), from kq_loads."""
+    """(sum over runs of the refresh span, per-cluster extract+load durations), from kq_meta.loads."""
     with psycopg.connect(dsn) as conn:
         per_run = conn.execute(
-            "select run_id, extract(epoch from max(finished_at) - min(started_at)) from kq_loads "
+            "select run_id, extract(epoch from max(finished_at) - min(started_at)) from kq_meta.loads "
             "where run_id = any(%s) group by run_id",
             (run_ids,),
         ).fetchall()
         per_cluster = conn.execute(
-            "select extract(epoch from max(finished_at) - min(started_at)) from kq_loads "
+            "select extract(epoch from max(finished_at) - min(started_at)) from kq_meta.loads "
             "where run_id = any(%s) group by run_id, cluster_name",
             (run_ids,),
         ).fetchall()
         failed = conn.execute(
-            "select count(*) from kq_loads where run_id = any(%s) and status <> 'success'", (run_ids,)
+            "select count(*) from kq_meta.loads where run_id = any(%s) and status <> 'success'", (run_ids,)
         ).fetchone()[0]
     if failed:
         raise RuntimeError(f"{failed} table loads failed in the fleet refresh")
@@ -301,7 +301,7 @@ def run(
         instance.dispose()
     result.add("wall time, whole fleet", "s", walls)
     result.add("wall per cluster", "s", [w / n for w in walls])
-    result.add("sum of refresh_clusters spans (kq_loads)", "s", inner)
+    result.add("sum of refresh_clusters spans (kq_meta.loads)", "s", inner)
     result.add("sum of asset bodies ('refreshed in')", "s", asset)
     result.add("ideal: sum(per-cluster extract+load) / concurrency", "s", ideal)
     result.add("per-cluster extract+load (all clusters)", "s", per_cluster_all)

@@ -13,12 +13,12 @@ minute to the next tick), so one fleet refresh is measured. The inventory sensor
 deployed, with its cursor set to the registered clusters before the daemon starts (the state after
 their first loads), so it requests no runs.
 
-Measured from Dagster's run records and event log and from kq_loads: wall = first run created to
+Measured from Dagster's run records and event log and from kq_meta.loads: wall = first run created to
 last run ended; per run the queue wait (created to started; split into queued, created to the
 coordinator daemon's RUN_STARTING, and the launch, RUN_STARTING to RUN_START: the code server
 spawning the run worker until it reports "Started process for run", during which the coordinator
 daemon waits in its gRPC StartRun call, then the worker loading the job), the run's duration
-(started to ended) and its refresh span (kq_loads, as in case 3). Bookkeeping per cluster = (sum of
+(started to ended) and its refresh span (kq_meta.loads, as in case 3). Bookkeeping per cluster = (sum of
 run durations - sum of refresh spans) / clusters; the launches are reported apart. The daemon's and
 code server's start-up is reported but not counted. The daemon's process group is sampled once a
 second for the code servers it starts (it replaces its code server every 60 s) and the CPU of the
@@ -140,7 +140,7 @@ class _ProcessWatch:
 def _start_daemon(log_path: Path) -> subprocess.Popen:
     """`dagster-daemon run -w workspace.yaml` in its own process group (so it can be stopped whole)."""
     env = os.environ.copy()
-    env.pop("KQ_INVENTORY_FILE", None)  # the sensor syncs only kq_clusters, as registered here
+    env.pop("KQ_INVENTORY_FILE", None)  # the sensor syncs only kq_meta.clusters, as registered here
     log = log_path.open("ab")
     try:
         return subprocess.Popen(
@@ -315,11 +315,11 @@ def _run_failures(instance, records) -> list[str]:
 
 
 def _loads_per_run(dsn: str, run_ids: list[str]) -> dict[str, tuple[float, float, int]]:
-    """(first started_at, last finished_at as epoch seconds, clusters) per run, from kq_loads."""
+    """(first started_at, last finished_at as epoch seconds, clusters) per run, from kq_meta.loads."""
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "select run_id, extract(epoch from min(started_at)), extract(epoch from max(finished_at)), "
-            "count(distinct cluster_name) from kq_loads where run_id = any(%s) group by run_id",
+            "count(distinct cluster_name) from kq_meta.loads where run_id = any(%s) group by run_id",
             (run_ids,),
         ).fetchall()
     return {run_id: (float(a), float(b), int(c)) for run_id, a, b, c in rows}
@@ -491,7 +491,7 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
     result.add("run duration (started -> ended), per run", "s", durations)
     result.add("runs at once (sum of run durations / wall)", "x", [sum(durations) / wall])
     result.add("sum of run durations", "s", [sum(durations)])
-    result.add("sum of refresh_clusters spans (kq_loads)", "s", [refresh_s])
+    result.add("sum of refresh_clusters spans (kq_meta.loads)", "s", [refresh_s])
     metric = result.add("Dagster bookkeeping per cluster (sum run - refresh)/n", "s", [book])
     result.add("  of which run start -> first load, per cluster", "s", [sum(before) / n])
     result.add("  of which last load -> run end, per cluster", "s", [sum(after) / n])

@@ -13,7 +13,7 @@ when it matches some include pattern (no include pattern: every name) and no exc
 
 The default collects everything. A selection comes from the inventory file (a fleet-wide `collect:`
 block and per-cluster `collect:` overrides, key by key) or from `kq clusters add` options, and is
-stored with the cluster in kq_clusters.collect.
+stored with the cluster in kq_meta.clusters.collect.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class Collect:
 
     # -- storage and display -----------------------------------------------------------------------
     def to_json(self) -> dict[str, Any] | None:
-        """What kq_clusters.collect stores: the keys that differ from the default; None for none."""
+        """What kq_meta.clusters.collect stores: the keys that differ from the default; None for none."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -136,7 +136,7 @@ class Collect:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any] | None) -> Collect:
-        return collect_from_mapping(doc or {}, "kq_clusters.collect")
+        return collect_from_mapping(doc or {}, "kq_meta.clusters.collect")
 
     def summary(self) -> str:
         """One short line for `kq clusters list`: "all", or what differs ("-secrets; custom: x.io/*")."""

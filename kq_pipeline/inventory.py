@@ -1,7 +1,7 @@
 """The cluster inventory: which clusters exist, where their API is, and where their credentials live.
 
 Clusters come from a YAML file, from kubeconfig contexts, or from the command line, and are kept in
-the `kq_clusters` table. Only *where* a credential lives (a kubeconfig context, an env var name, a
+the `kq_meta.clusters` table. Only *where* a credential lives (a kubeconfig context, an env var name, a
 file path) is stored, never the credential itself; and what to collect from each cluster (`collect`,
 see `kq_pipeline.collect`), a fleet-wide default in the file overridden per cluster key by key.
 """
@@ -77,7 +77,7 @@ _COLUMNS = tuple(f.name for f in fields(Cluster))
 
 
 def _db_values(c: Cluster) -> dict[str, Any]:
-    """The cluster as kq_clusters' columns hold it (collect as jsonb, NULL for the default)."""
+    """The cluster as kq_meta.clusters' columns hold it (collect as jsonb, NULL for the default)."""
     values = asdict(c)
     values["collect"] = c.collect.to_json()
     return values
@@ -180,19 +180,19 @@ def upsert_clusters(conn: psycopg.Connection, clusters: Iterable[Cluster], *, re
     data_cols = [c for c in _COLUMNS if c != "name"]
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in data_cols)
     changed = (
-        f"({', '.join(f'kq_clusters.{c}' for c in data_cols)}) "
+        f"({', '.join(f'kq_meta.clusters.{c}' for c in data_cols)}) "
         f"IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in data_cols)})"
     )
     when = (
-        f"kq_clusters.retired_at IS NOT NULL OR {changed}"
+        f"kq_meta.clusters.retired_at IS NOT NULL OR {changed}"
         if revive
-        else f"kq_clusters.retired_at IS NULL AND {changed}"
+        else f"kq_meta.clusters.retired_at IS NULL AND {changed}"
     )
     n = 0
     with conn.transaction(), conn.cursor() as cur:
         for c in clusters:
             cur.execute(
-                f"INSERT INTO kq_clusters ({cols}) VALUES ({placeholders}) "
+                f"INSERT INTO kq_meta.clusters ({cols}) VALUES ({placeholders}) "
                 f"ON CONFLICT (name) DO UPDATE SET {updates}, updated_at = now(), retired_at = NULL "
                 f"WHERE {when}",
                 {**_db_values(c), "collect": None if c.collect.is_default else Jsonb(c.collect.to_json())},
@@ -218,7 +218,8 @@ def sync_clusters(conn: psycopg.Connection, clusters: Sequence[Cluster]) -> File
     locks); removed clusters stay removed until an explicit `kq clusters add`."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
-            f"SELECT {', '.join(_COLUMNS)}, retired_at IS NOT NULL FROM kq_clusters WHERE name = ANY(%s)",
+            f"SELECT {', '.join(_COLUMNS)}, retired_at IS NOT NULL FROM kq_meta.clusters"
+            " WHERE name = ANY(%s)",
             ([c.name for c in clusters],),
         )
         current = {row[0]: (tuple(row[: len(_COLUMNS)]), row[-1]) for row in cur.fetchall()}
@@ -238,7 +239,7 @@ def removed_clusters(conn: psycopg.Connection, names: Iterable[str]) -> list[str
     """Those of `names` that were removed (retired) from the inventory, sorted."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT name FROM kq_clusters WHERE name = ANY(%s) AND retired_at IS NOT NULL ORDER BY name",
+            "SELECT name FROM kq_meta.clusters WHERE name = ANY(%s) AND retired_at IS NOT NULL ORDER BY name",
             (list(names),),
         )
         return [n for (n,) in cur.fetchall()]
@@ -254,14 +255,17 @@ def removed_but_listed(inventory_file: Path, names: list[str]) -> str:
 
 def active_clusters(conn: psycopg.Connection) -> list[Cluster]:
     with conn.cursor() as cur:
-        cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM kq_clusters WHERE retired_at IS NULL ORDER BY name")
+        cur.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM kq_meta.clusters WHERE retired_at IS NULL ORDER BY name"
+        )
         return [_from_db(row) for row in cur.fetchall()]
 
 
 def get_cluster(conn: psycopg.Connection, name: str) -> Cluster | None:
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM kq_clusters WHERE name = %s AND retired_at IS NULL", (name,)
+            f"SELECT {', '.join(_COLUMNS)} FROM kq_meta.clusters WHERE name = %s AND retired_at IS NULL",
+            (name,),
         )
         row = cur.fetchone()
     return _from_db(row) if row else None
@@ -271,7 +275,7 @@ def retire_cluster(conn: psycopg.Connection, name: str) -> bool:
     """Mark a cluster removed; its rows stay until the sensor's retire policy deletes them."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
-            "UPDATE kq_clusters SET retired_at = now(), updated_at = now() "
+            "UPDATE kq_meta.clusters SET retired_at = now(), updated_at = now() "
             "WHERE name = %s AND retired_at IS NULL",
             (name,),
         )
@@ -282,8 +286,8 @@ def loaded_since_added(conn: psycopg.Connection, names: Sequence[str]) -> list[s
     """Those of `names` with a load attempt recorded since they were last added or changed."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT c.name FROM kq_clusters c WHERE c.name = ANY(%s) AND EXISTS ("
-            " SELECT 1 FROM kq_loads l WHERE l.cluster_name = c.name AND l.started_at >= c.updated_at)"
+            "SELECT c.name FROM kq_meta.clusters c WHERE c.name = ANY(%s) AND EXISTS ("
+            " SELECT 1 FROM kq_meta.loads l WHERE l.cluster_name = c.name AND l.started_at >= c.updated_at)"
             " ORDER BY c.name",
             (list(names),),
         )
@@ -292,7 +296,7 @@ def loaded_since_added(conn: psycopg.Connection, names: Sequence[str]) -> list[s
 
 def set_cluster_uid(conn: psycopg.Connection, name: str, cluster_uid: str) -> None:
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("UPDATE kq_clusters SET cluster_uid = %s WHERE name = %s", (cluster_uid, name))
+        cur.execute("UPDATE kq_meta.clusters SET cluster_uid = %s WHERE name = %s", (cluster_uid, name))
 
 
 def access_for(cluster: Cluster):  # -> kq_pipeline.kube.ClusterAccess

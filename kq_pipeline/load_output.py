@@ -1,7 +1,7 @@
 """`kq load`'s live output: each cluster's line as soon as it is loaded, and on a terminal a
 `clusters done/total` line updated in place.
 
-The source is kq_loads, polled by run id: the op writes every (cluster, table) outcome there as it
+The source is kq_meta.loads, polled by run id: the op writes every (cluster, table) outcome there as it
 goes, and a cluster is done once all its tables have a row. That is the same record the report and
 the UI's checks read, so what kq prints is what was stored, and it needs no hook into Dagster's
 logging. The progress line exists only on a terminal, so logs and pipes get plain lines.
@@ -133,7 +133,7 @@ def _columns() -> int:
 
 
 class RunWatcher:
-    """Polls kq_loads for one run and reports each cluster once all its tables have an outcome."""
+    """Polls kq_meta.loads for one run and reports each cluster once all its tables have an outcome."""
 
     def __init__(
         self,
@@ -166,7 +166,7 @@ class RunWatcher:
         try:
             self.poll()  # what the run wrote after the last tick
         except Exception as err:  # the caller falls back on the run's own failure record
-            logging.getLogger(__name__).debug("final poll of kq_loads failed: %s", err)
+            logging.getLogger(__name__).debug("final poll of kq_meta.loads failed: %s", err)
         finally:
             self._close()
 
@@ -175,7 +175,7 @@ class RunWatcher:
             try:
                 self.poll()
             except Exception as err:  # a missed tick only delays a line; the final poll catches up
-                logging.getLogger(__name__).debug("polling kq_loads failed: %s", err)
+                logging.getLogger(__name__).debug("polling kq_meta.loads failed: %s", err)
                 self._close()
             self.on_tick()
 

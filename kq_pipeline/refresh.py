@@ -5,7 +5,7 @@ This is the one code path behind the Dagster assets (and so behind the CLI and t
 others, and its previous rows stay in place.
 
 What a cluster collects (`Cluster.collect`) is applied here: a table it excludes is not extracted
-and is emptied for it ('excluded' in kq_loads); with the kubequery extractor the project's own tables
+and is emptied for it ('excluded' in kq_meta.loads); with the kubequery extractor the project's own tables
 (custom resources) are excluded the same way, with a note, since kubequery has none; rows of excluded
 namespaces are dropped before the frame is built. Custom kinds that failed keep their previous rows.
 All of a cluster's tables are loaded in one transaction, and their history records one load time.
@@ -156,7 +156,7 @@ def _record_failures(
             for table in tables:
                 record_failed_load(conn, table, name, error=error, run_id=run_id, started_at=started)
     except Exception as exc:
-        log.warning("cluster %s: could not record the failed loads in kq_loads: %s", name, exc)
+        log.warning("cluster %s: could not record the failed loads in kq_meta.loads: %s", name, exc)
 
 
 def _refresh_locked(

@@ -1,4 +1,4 @@
-"""What `kq load` says about a run, from kq_loads: one line per cluster, and (with --tables) the
+"""What `kq load` says about a run, from kq_meta.loads: one line per cluster, and (with --tables) the
 per-table report users of the original aggregator know.
 
 Everything here formats; nothing prints. A line never exceeds the width it is given, so a fleet of
@@ -21,7 +21,7 @@ MIN_REASON_WIDTH = 30
 
 @dataclass(frozen=True)
 class TableLoad:
-    """One kq_loads row of a run."""
+    """One kq_meta.loads row of a run."""
 
     id: int
     cluster: str
@@ -61,7 +61,7 @@ class ClusterResult:
 
 
 def fetch_loads(conn: psycopg.Connection, run_id: str, skip: Sequence[str] = ()) -> list[TableLoad]:
-    """The run's kq_loads rows, in id order, but those of the clusters in `skip` (already reported).
+    """The run's kq_meta.loads rows, in id order, but those of the clusters in `skip` (already reported).
 
     Not "ids above the last seen": a cluster's rows commit together at the end of its transaction,
     so a cluster that started earlier commits lower ids after a later one's higher ids."""
@@ -72,7 +72,7 @@ def fetch_loads(conn: psycopg.Connection, run_id: str, skip: Sequence[str] = ())
                    coalesce(l.rows_rejected, 0),
                    coalesce(l.duration_ms, extract(epoch FROM l.finished_at - l.started_at) * 1000, 0),
                    l.error, l.started_at, l.finished_at, l.note
-            FROM kq_loads l LEFT JOIN kq_clusters c ON c.name = l.cluster_name
+            FROM kq_meta.loads l LEFT JOIN kq_meta.clusters c ON c.name = l.cluster_name
             WHERE l.run_id = %s AND l.cluster_name <> ALL(%s)
             ORDER BY l.id
             """,

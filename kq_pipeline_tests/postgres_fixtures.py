@@ -103,11 +103,11 @@ def pg_database(pg_server_dsn: str) -> Iterator[str]:
 
 
 def _reset_sql() -> bytes:
-    tables = [*TABLES, "kq_loads", "kq_clusters"]
-    deletes = [sql.SQL("DELETE FROM {}").format(sql.Identifier(t)).as_string(None) for t in tables]
+    deletes = [sql.SQL("DELETE FROM {}").format(sql.Identifier(t)).as_string(None) for t in TABLES]
     deletes += [sql.SQL("DELETE FROM {}").format(history.ident(t)).as_string(None) for t in TABLES]
-    deletes.append("DELETE FROM history.change_log")
-    return (";\n".join([*deletes, "ALTER SEQUENCE kq_loads_id_seq RESTART"]) + ";").encode()
+    deletes += ["DELETE FROM history.change_log", "DELETE FROM kq_meta.loads", "DELETE FROM kq_meta.clusters"]
+    restart = "SELECT setval(pg_get_serial_sequence('kq_meta.loads', 'id'), 1, false)"
+    return (";\n".join([*deletes, restart]) + ";").encode()
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ def test_fleet_refresh_as_deployed_runs_the_schedules_batches_through_the_daemon
     assert params["clusters"] == TINY.fleet_clusters and params["runs"] == 1  # one batch of <= 25
     assert params["run_coordinator"] == "QueuedRunCoordinator" and params["max_concurrent_runs"] == 4
     medians = {m["name"].strip(): m["median"] for m in result["metrics"]}
-    assert medians["sum of refresh_clusters spans (kq_loads)"] <= medians["sum of run durations"]
+    assert medians["sum of refresh_clusters spans (kq_meta.loads)"] <= medians["sum of run durations"]
     assert (
         medians["run duration (started -> ended), per run"]
         <= medians["wall time, first run created -> last run ended"]

@@ -130,7 +130,9 @@ def demo_dsn(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> It
             for i, name in enumerate(names):
                 fleet.churn(name, 0.1, seed=i)
                 fleet.churn(name, action="roll", namespace="kube-system", name="coredns")
-            outcomes += refresh_clusters(dsn, names, list(TABLES), run_id="demo-2", settings=RefreshSettings())
+            outcomes += refresh_clusters(
+                dsn, names, list(TABLES), run_id="demo-2", settings=RefreshSettings()
+            )
         assert [(o.cluster, o.ok) for o in outcomes] == [(n, True) for n in names] * 2
         yield dsn
     finally:

@@ -22,7 +22,7 @@ def test_valid_names_are_accepted(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "Prod", "a,b", "-a", "a-", "x" * 64, "a_b", "a b", "a'; DROP TABLE kq_clusters; --"]
+    "name", ["", "Prod", "a,b", "-a", "a-", "x" * 64, "a_b", "a b", "a'; DROP TABLE kq_meta.clusters; --"]
 )
 def test_unsafe_names_are_rejected_with_the_rule(name: str) -> None:
     with pytest.raises(InventoryError, match="lowercase letters, digits and '-'"):
@@ -102,7 +102,7 @@ def _rows(dsn: str) -> dict[str, tuple[str, object, bool]]:
     """name -> (xmin, updated_at, removed): xmin changes whenever the row is rewritten."""
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT name, xmin::text, updated_at, retired_at IS NOT NULL FROM kq_clusters"
+            "SELECT name, xmin::text, updated_at, retired_at IS NOT NULL FROM kq_meta.clusters"
         ).fetchall()
     return {name: (xmin, updated, removed) for name, xmin, updated, removed in rows}
 
@@ -256,7 +256,7 @@ def test_a_selection_is_stored_with_the_cluster_and_a_change_of_it_is_a_change(p
         inventory.upsert_clusters(conn, [mine, _cluster("b")])
         assert inventory.get_cluster(conn, "a") == mine
         assert inventory.get_cluster(conn, "b") == _cluster("b")
-        stored = conn.execute("SELECT name, collect FROM kq_clusters ORDER BY name").fetchall()
+        stored = conn.execute("SELECT name, collect FROM kq_meta.clusters ORDER BY name").fetchall()
         assert stored == [("a", {"tables": ["!kubernetes_secrets"], "max_objects_per_kind": 7}), ("b", None)]
         assert inventory.sync_clusters(conn, [mine, _cluster("b")]) == inventory.FileSync([], [])
         changed = replace(mine, collect=Collect())

@@ -74,7 +74,7 @@ def test_a_kubequery_mode_cluster_goes_through_the_same_load_path_as_a_native_on
             "SELECT count(*) FROM kubernetes_pods WHERE cluster_name = 'twin-kubequery'"
         ).fetchone()
         statuses = conn.execute(
-            "SELECT table_name, status, note FROM kq_loads WHERE cluster_name = 'twin-kubequery'"
+            "SELECT table_name, status, note FROM kq_meta.loads WHERE cluster_name = 'twin-kubequery'"
             " AND status <> 'success'"
         ).fetchall()
     assert pods == (60,)

@@ -1,5 +1,5 @@
 """What a cluster collects, applied by the refresh: excluded tables are never listed and are emptied
-for the cluster ('excluded' in kq_loads), only selected custom kinds are stored, and rows of excluded
+for the cluster ('excluded' in kq_meta.loads), only selected custom kinds are stored, and rows of excluded
 namespaces are dropped from every table with a namespace column (their objects are still listed)."""
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def rows(dsn: str, table: str, where: str = "TRUE") -> int:
 def loads(dsn: str, run_id: str) -> dict[str, tuple[str, str | None]]:
     with psycopg.connect(dsn) as conn:
         got = conn.execute(
-            "SELECT table_name, status, note FROM kq_loads WHERE run_id = %s", (run_id,)
+            "SELECT table_name, status, note FROM kq_meta.loads WHERE run_id = %s", (run_id,)
         ).fetchall()
     return {t: (status, note) for t, status, note in got}
 

@@ -158,7 +158,7 @@ CREATE TABLE IF NOT EXISTS history.change_log (
 );
 CREATE INDEX IF NOT EXISTS change_log_at_idx ON history.change_log (at);
 CREATE INDEX IF NOT EXISTS change_log_cluster_name_at_idx ON history.change_log (cluster_name, at);
-CREATE OR REPLACE VIEW history.changes AS
+CREATE OR REPLACE VIEW history.changes WITH (security_invoker = true) AS
     SELECT table_name, cluster_name, namespace, name, uid, change, at, changed_columns
     FROM history.change_log;
 COMMENT ON VIEW history.changes IS

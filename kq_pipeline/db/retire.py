@@ -1,4 +1,4 @@
-"""What happens to a removed cluster's rows: kept (stale, flagged by kq_clusters.retired_at) or deleted.
+"""What happens to a removed cluster's rows: kept (stale, flagged by kq_meta.clusters.retired_at) or deleted.
 
 Its history is kept either way, until retention prunes it: deleted rows are closed in the history
 (and listed as removed in history.changes) at the time of the retirement."""
@@ -23,7 +23,7 @@ def retire_rows(conn: psycopg.Connection, cluster: str, policy: str) -> int:
     skipped = skipped_tables() if policy == "delete" else frozenset()
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
-            "UPDATE kq_clusters SET retired_at = coalesce(retired_at, now()) WHERE name = %s", (cluster,)
+            "UPDATE kq_meta.clusters SET retired_at = coalesce(retired_at, now()) WHERE name = %s", (cluster,)
         )
         if policy == "delete":
             cur.execute(CLUSTER_LOCK_SQL, (cluster,))

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from kq_pipeline.db import history
+from kq_pipeline.db import access, history
 from kq_pipeline.registry import TABLES, Column, Table
 
 PG_TYPES = {"TEXT": "text", "INTEGER": "integer", "BIGINT": "bigint"}
@@ -31,15 +31,38 @@ NODE_JOINED = {
 # Taken inside apply_schema so that two processes creating the schema at once do not collide.
 SCHEMA_LOCK_KEY = 0x6B715F736368656D  # "kq_schem"
 
+KQ_SCHEMA_DDL = """\
+CREATE SCHEMA IF NOT EXISTS kq_meta;
+COMMENT ON SCHEMA kq_meta IS
+    'kq-pipeline''s own records: the cluster inventory (where credentials are), the load records, the '
+    'readers. Only the pipeline''s role writes here; readers see cluster names and their loads.';
+REVOKE ALL ON SCHEMA kq_meta FROM PUBLIC;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+-- Databases from before the kq_meta schema kept these tables in public as kq_schema, kq_clusters and
+-- kq_loads: move them (a catalog change; indexes, sequence and the kq_latest_loads view follow).
+DO $$
+DECLARE
+    moved CONSTANT text[][] := ARRAY[['kq_schema', 'schema_version'], ['kq_clusters', 'clusters'],
+                                     ['kq_loads', 'loads']];
+BEGIN
+    FOR i IN 1 .. array_length(moved, 1) LOOP
+        IF to_regclass('public.' || moved[i][1]) IS NOT NULL
+           AND to_regclass('kq_meta.' || moved[i][2]) IS NULL THEN
+            EXECUTE format('ALTER TABLE public.%I SET SCHEMA kq_meta', moved[i][1]);
+            EXECUTE format('ALTER TABLE kq_meta.%I RENAME TO %I', moved[i][1], moved[i][2]);
+        END IF;
+    END LOOP;
+END $$;"""
+
 # The hash of the last DDL applied (see apply_schema).
 SCHEMA_VERSION_DDL = """\
-CREATE TABLE IF NOT EXISTS kq_schema (
+CREATE TABLE IF NOT EXISTS kq_meta.schema_version (
     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
     ddl_sha256 text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 );"""
 CLUSTERS_DDL = """\
-CREATE TABLE IF NOT EXISTS kq_clusters (
+CREATE TABLE IF NOT EXISTS kq_meta.clusters (
     name text PRIMARY KEY CHECK (name ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
     server text NOT NULL,
     kubeconfig text,
@@ -55,18 +78,23 @@ CREATE TABLE IF NOT EXISTS kq_clusters (
     added_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     retired_at timestamptz,
-    collect jsonb
+    collect jsonb,
+    signature text
 );
 -- Added after the first release: upgrade older databases in place.
-ALTER TABLE kq_clusters ADD COLUMN IF NOT EXISTS collect jsonb;
-COMMENT ON TABLE kq_clusters IS
+ALTER TABLE kq_meta.clusters ADD COLUMN IF NOT EXISTS collect jsonb;
+ALTER TABLE kq_meta.clusters ADD COLUMN IF NOT EXISTS signature text;
+COMMENT ON TABLE kq_meta.clusters IS
     'Cluster inventory: where each API server and its credentials are (never the secrets). '
     'retired_at NULL = active.';
-COMMENT ON COLUMN kq_clusters.collect IS
-    'What to collect (tables, custom_kinds, exclude_namespaces, max_objects_per_kind); NULL = everything.';"""
+COMMENT ON COLUMN kq_meta.clusters.collect IS
+    'What to collect (tables, custom_kinds, exclude_namespaces, max_objects_per_kind); NULL = everything.';
+COMMENT ON COLUMN kq_meta.clusters.signature IS
+    'HMAC of the credential columns with the inventory key (KQ_INVENTORY_KEY), which the database never '
+    'holds: a row edited in the database is refused by the loader, so credentials cannot be redirected.';"""
 
 LOADS_DDL = """\
-CREATE TABLE IF NOT EXISTS kq_loads (
+CREATE TABLE IF NOT EXISTS kq_meta.loads (
     id bigserial PRIMARY KEY,
     run_id text,
     cluster_name text NOT NULL,
@@ -82,34 +110,37 @@ CREATE TABLE IF NOT EXISTS kq_loads (
     note text
 );
 -- Added after the first release: upgrade older databases in place.
-ALTER TABLE kq_loads ADD COLUMN IF NOT EXISTS duration_ms integer;
-ALTER TABLE kq_loads ADD COLUMN IF NOT EXISTS note text;
+ALTER TABLE kq_meta.loads ADD COLUMN IF NOT EXISTS duration_ms integer;
+ALTER TABLE kq_meta.loads ADD COLUMN IF NOT EXISTS note text;
 -- 'excluded' came with the per-cluster selection: widen an older database's CHECK (once; NOT VALID:
 -- the rows already there satisfy the narrower one, so a long load history is not scanned).
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'kq_loads'::regclass
+    IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'kq_meta.loads'::regclass
                    AND conname = 'kq_loads_status_check'
                    AND pg_get_constraintdef(oid) LIKE '%excluded%') THEN
-        ALTER TABLE kq_loads DROP CONSTRAINT IF EXISTS kq_loads_status_check;
-        ALTER TABLE kq_loads ADD CONSTRAINT kq_loads_status_check
+        ALTER TABLE kq_meta.loads DROP CONSTRAINT IF EXISTS kq_loads_status_check;
+        ALTER TABLE kq_meta.loads ADD CONSTRAINT kq_loads_status_check
             CHECK (status IN ('success', 'failed', 'excluded')) NOT VALID;
     END IF;
 END $$;
-COMMENT ON COLUMN kq_loads.status IS
+COMMENT ON COLUMN kq_meta.loads.status IS
     'success: snapshot replaced; failed: previous rows kept; excluded: not collected for this cluster '
     '(its rows deleted), see note.';
-COMMENT ON COLUMN kq_loads.note IS
+COMMENT ON COLUMN kq_meta.loads.note IS
     'Rejected rows and why, sanitised values, kind not served, why excluded, '
     'custom kinds whose previous rows were kept.';
-COMMENT ON COLUMN kq_loads.duration_ms IS 'Time spent on this table: its list calls, rows, frame and load.';
+COMMENT ON COLUMN kq_meta.loads.duration_ms IS
+    'Time spent on this table: its list calls, rows, frame and load.';
 CREATE INDEX IF NOT EXISTS kq_loads_cluster_table_finished_idx
-    ON kq_loads (cluster_name, table_name, finished_at DESC);
-CREATE INDEX IF NOT EXISTS kq_loads_run_id_idx ON kq_loads (run_id);
-COMMENT ON TABLE kq_loads IS 'One row per cluster x table load attempt: status, row counts, timing, error.';
-CREATE OR REPLACE VIEW kq_latest_loads AS
+    ON kq_meta.loads (cluster_name, table_name, finished_at DESC);
+CREATE INDEX IF NOT EXISTS kq_loads_run_id_idx ON kq_meta.loads (run_id);
+COMMENT ON TABLE kq_meta.loads IS
+    'One row per cluster x table load attempt: status, row counts, timing, error.';
+-- security_invoker: a reader sees the loads of the clusters row-level security lets it see.
+CREATE OR REPLACE VIEW kq_latest_loads WITH (security_invoker = true) AS
     SELECT DISTINCT ON (cluster_name, table_name) *
-    FROM kq_loads
+    FROM kq_meta.loads
     ORDER BY cluster_name, table_name, finished_at DESC, id DESC;
 COMMENT ON VIEW kq_latest_loads IS
     'The latest load (success, failed or excluded) of every cluster x table.';"""
@@ -202,6 +233,8 @@ def schema_sql() -> str:
         "-- kq-pipeline schema: GENERATED by `python -m kq_pipeline.db.schema` from the schema registry.",
         "-- Do not edit by hand; kq applies the same DDL itself (`kq db init`, or on first use).",
         "",
+        KQ_SCHEMA_DDL,
+        "",
         SCHEMA_VERSION_DDL,
         "",
         CLUSTERS_DDL,
@@ -217,6 +250,8 @@ def schema_sql() -> str:
     for table in TABLES.values():
         parts.append("")
         parts.extend(stmt.as_string(None) + ";" for stmt in history.history_ddl(table))
+    parts += ["", "-- Readers and row-level security (kq_pipeline/db/access.py).", access.READERS_DDL]
+    parts += ["", access.policies_ddl()]
     return "\n".join(parts) + "\n"
 
 
@@ -225,11 +260,18 @@ DEADLOCK_RETRIES = 3
 
 def _is_current(cur: psycopg.Cursor[Any], digest: str) -> bool:
     """This DDL was applied and no table has gone since (catalog reads only: no table locks)."""
-    if cur.execute("SELECT to_regclass('kq_schema') IS NOT NULL").fetchone() != (True,):
+    if cur.execute("SELECT to_regclass('kq_meta.schema_version') IS NOT NULL").fetchone() != (True,):
         return False
-    if cur.execute("SELECT ddl_sha256 FROM kq_schema").fetchone() != (digest,):
+    if cur.execute("SELECT ddl_sha256 FROM kq_meta.schema_version").fetchone() != (digest,):
         return False
-    expected = ["kq_clusters", "kq_loads", *TABLES]
+    own = cur.execute(
+        "SELECT count(*) FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r'"
+        " AND relnamespace = 'kq_meta'::regnamespace",
+        (["clusters", "loads", "readers"],),
+    ).fetchone()
+    if own != (3,):
+        return False
+    expected = list(TABLES)
     present = cur.execute(
         "SELECT count(*) FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r'"
         " AND relnamespace = current_schema()::regnamespace",
@@ -282,7 +324,7 @@ def apply_schema(conn: psycopg.Connection, *, force: bool = False) -> None:
 
     Every run process calls this. Running the DDL takes a ShareLock on every table (CREATE INDEX IF
     NOT EXISTS locks before it looks), which deadlocked against other runs' loads; so the DDL's hash is
-    recorded in `kq_schema` and an up-to-date database (same hash, every table there) is left
+    recorded in `kq_meta.schema_version` and an up-to-date database (same hash, every table there) is left
     untouched; `force` runs the DDL anyway (`kq db init`). A deadlock while upgrading (new DDL, loads
     running) is retried."""
     script = schema_sql()
@@ -295,8 +337,9 @@ def apply_schema(conn: psycopg.Connection, *, force: bool = False) -> None:
                     return
                 cur.execute(script.encode())
                 add_missing_columns(cur)
+                access.apply_reader_grants(cur)  # a table this DDL created is granted like the others
                 cur.execute(
-                    "INSERT INTO kq_schema (ddl_sha256) VALUES (%s) ON CONFLICT (only_row) "
+                    "INSERT INTO kq_meta.schema_version (ddl_sha256) VALUES (%s) ON CONFLICT (only_row) "
                     "DO UPDATE SET ddl_sha256 = excluded.ddl_sha256, applied_at = now()",
                     (digest,),
                 )

@@ -3,7 +3,7 @@
 One transaction per (cluster, table), or a savepoint when the caller already holds a transaction (a
 refresh loads all of a cluster's tables in one, so they share one point in time): take the
 cluster's advisory lock, delete the cluster's rows, COPY the typed frame straight into the table,
-and record the load in `kq_loads`. Readers keep seeing the previous snapshot until the commit; any
+and record the load in `kq_meta.loads`. Readers keep seeing the previous snapshot until the commit; any
 failure rolls the table back to exactly that snapshot, and the caller records the failure with
 `record_failed_load`. No staging table: the lock already keeps other loads of the cluster out, so
 copying into the target directly is just as atomic and writes every row once instead of twice.
@@ -45,7 +45,7 @@ MAX_ERROR_CHARS = 8000
 # within a session, so a refresh holding it can replace, and any other session waits.
 CLUSTER_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('kq-cluster:' || %s, 0))"
 INSERT_LOAD_SQL = """
-    INSERT INTO kq_loads (run_id, cluster_name, table_name, status, rows_extracted, rows_loaded,
+    INSERT INTO kq_meta.loads (run_id, cluster_name, table_name, status, rows_extracted, rows_loaded,
                           rows_rejected, started_at, finished_at, error, duration_ms, note)
     VALUES (%(run_id)s, %(cluster_name)s, %(table_name)s, %(status)s, %(rows_extracted)s, %(rows_loaded)s,
             %(rows_rejected)s, %(started_at)s, clock_timestamp(), %(error)s, %(duration_ms)s, %(note)s)
@@ -56,13 +56,13 @@ INSERT_LOAD_SQL = """
 class LoadResult:
     rows_loaded: int
     """Rows the cluster's snapshot of the table holds after the load: those copied, plus any kept
-    (kq_loads.rows_loaded too, so a cluster's latest successful load always counts its rows)."""
+    (kq_meta.loads.rows_loaded too, so a cluster's latest successful load always counts its rows)."""
     rows_rejected: int
     duration_s: float
     rows_kept: int = 0
     """Previous rows of failed parts left in place (see `keep`)."""
     note: str | None = None
-    """The note recorded in kq_loads (the caller's, plus what was kept)."""
+    """The note recorded in kq_meta.loads (the caller's, plus what was kept)."""
     parts: dict[tuple[str, ...], int] | None = None
     """For a table with `kept_by` columns: the rows the snapshot holds per part (custom resources: per
     (api_group, kind)), copied or kept; a kept part with no previous rows counts 0. None otherwise."""
@@ -99,7 +99,7 @@ def replace_snapshot(
     failed this time; the frame has no rows of theirs) -> why; named in the recorded note.
 
     `extract_s` (time spent listing and building this table's rows) is added to the load time in
-    the kq_loads row's duration_ms, so the report shows what the table cost end to end.
+    the kq_meta.loads row's duration_ms, so the report shows what the table cost end to end.
 
     `versioned`: keep the table's history (default: unless KQ_HISTORY_SKIP names the table); `at`: the
     load's time in the history (default: the server's clock once the lock is held; a refresh passes

@@ -32,7 +32,7 @@ def previous_counts(
         cur.execute(
             """
             SELECT DISTINCT ON (table_name) table_name, rows_loaded
-            FROM kq_loads
+            FROM kq_meta.loads
             WHERE cluster_name = %s AND table_name = ANY(%s) AND status = 'success'
               AND run_id IS DISTINCT FROM %s
             ORDER BY table_name, finished_at DESC

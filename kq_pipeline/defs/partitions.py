@@ -1,7 +1,7 @@
 """Where partitions come from: one dynamic partition per cluster, keyed by the cluster's name.
 
 Keys are added and retired by the inventory sensor (and by `kq clusters add|remove`), never by hand
-in the UI, so that the partition set and `kq_clusters` agree.
+in the UI, so that the partition set and `kq_meta.clusters` agree.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Keep Dagster's storage flat: delete finished runs (and with them their event logs) past a retention age.
 
 Dagster keeps every run's events forever; a fleet refreshed every 15 minutes writes about a million
-event rows a day. Long-term history lives in our own `kq_loads` table (one row per cluster x table
+event rows a day. Long-term history lives in our own `kq_meta.loads` table (one row per cluster x table
 load), so Dagster only needs recent runs. Each tick deletes at most `max_runs_per_tick` runs, oldest
 first, so one tick never holds the storage for long; a backlog drains over later ticks.
 
@@ -110,7 +110,7 @@ def prune_fleet_history(
 @job(
     name="prune_dagster_runs",
     description=(
-        "Keeps Dagster's run and event-log storage bounded (history stays in kq_loads) and prunes "
+        "Keeps Dagster's run and event-log storage bounded (history stays in kq_meta.loads) and prunes "
         "fleet history older than KQ_HISTORY_DAYS."
     ),
 )

@@ -391,4 +391,4 @@ def test_the_fleet_database_resource_is_configured_by_a_variable_name_never_a_ds
     monkeypatch.setenv("KQ_TEST_FLEET_URL", pg_empty_dsn)
     assert FleetDatabase(url_env="KQ_TEST_FLEET_URL").dsn() == pg_empty_dsn
     with psycopg.connect(pg_empty_dsn) as conn:  # the schema was applied on first use
-        assert conn.execute("SELECT to_regclass('kq_clusters') IS NOT NULL").fetchone() == (True,)
+        assert conn.execute("SELECT to_regclass('kq_meta.clusters') IS NOT NULL").fetchone() == (True,)

@@ -175,7 +175,7 @@ def test_an_excluded_table_and_a_retired_cluster_close_their_history_and_keep_it
             conn, "kubernetes_pods", "c1", run_id="r", started_at=T0, note="not collected", at=t2
         )
         assert as_of(conn, "c1", t2) == [] and len(as_of(conn, "c1", t1)) == 3
-        conn.execute("INSERT INTO kq_clusters (name, server, source) VALUES ('c2', 'https://x', 'cli')")
+        conn.execute("INSERT INTO kq_meta.clusters (name, server, source) VALUES ('c2', 'https://x', 'cli')")
         retire_rows(conn, "c2", "delete")
         assert conn.execute(CURRENT, ("c2",)).fetchall() == []
         assert len(as_of(conn, "c2", t1)) == 2  # the removed cluster's history is kept

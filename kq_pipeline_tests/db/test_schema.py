@@ -22,10 +22,10 @@ def test_committed_schema_sql_is_the_generated_ddl():
 def test_schema_applies_to_an_empty_database_and_again_harmlessly(pg_empty_dsn):
     with psycopg.connect(pg_empty_dsn) as conn:
         apply_schema(conn)
-        conn.execute("INSERT INTO kq_clusters (name, server, source) VALUES ('c1', 'https://x', 'cli')")
+        conn.execute("INSERT INTO kq_meta.clusters (name, server, source) VALUES ('c1', 'https://x', 'cli')")
         conn.commit()
         apply_schema(conn)
-        assert conn.execute("SELECT count(*) FROM kq_clusters").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM kq_meta.clusters").fetchone()[0] == 1
 
 
 def test_an_up_to_date_schema_is_not_reapplied_so_running_loads_cannot_deadlock_it(pg_dsn):
@@ -47,7 +47,7 @@ def test_a_dropped_table_is_put_back_even_when_the_hash_matches(pg_dsn):
         conn.execute("DROP TABLE kubernetes_pods")
         apply_schema(conn)
         assert conn.execute("SELECT to_regclass('kubernetes_pods') IS NOT NULL").fetchone() == (True,)
-        digest = conn.execute("SELECT ddl_sha256 FROM kq_schema").fetchone()[0]
+        digest = conn.execute("SELECT ddl_sha256 FROM kq_meta.schema_version").fetchone()[0]
         assert len(digest) == 64
 
 
@@ -96,18 +96,23 @@ def test_index_names_fit_postgresqls_limit_and_stay_unique():
 
 
 @pytest.mark.parametrize(
-    "bad", ["UPPER", "-lead", "trail-", "a_b", "a" * 64, "", "x'; DROP TABLE kq_loads; --"]
+    "bad", ["UPPER", "-lead", "trail-", "a_b", "a" * 64, "", "x'; DROP TABLE kq_meta.loads; --"]
 )
 def test_cluster_inventory_refuses_unsafe_names(pg_dsn, bad):
     with psycopg.connect(pg_dsn) as conn, pytest.raises(psycopg.errors.CheckViolation):
-        conn.execute("INSERT INTO kq_clusters (name, server, source) VALUES (%s, 'https://x', 'cli')", (bad,))
+        conn.execute(
+            "INSERT INTO kq_meta.clusters (name, server, source) VALUES (%s, 'https://x', 'cli')", (bad,)
+        )
 
 
 def test_cluster_inventory_defaults(pg_dsn):
     with psycopg.connect(pg_dsn) as conn:
-        conn.execute("INSERT INTO kq_clusters (name, server, source) VALUES ('prod-1', 'https://x', 'yaml')")
+        conn.execute(
+            "INSERT INTO kq_meta.clusters (name, server, source) VALUES ('prod-1', 'https://x', 'yaml')"
+        )
         row = conn.execute(
-            "SELECT extractor, insecure_skip_tls_verify, retired_at, added_at IS NOT NULL FROM kq_clusters"
+            "SELECT extractor, insecure_skip_tls_verify, retired_at, added_at IS NOT NULL"
+            " FROM kq_meta.clusters"
         ).fetchone()
     assert row == ("native", False, None, True)
 
@@ -177,9 +182,28 @@ def test_the_example_fleet_queries_answer_over_loaded_clusters(pg_dsn):
                 ],
             )
         results = [conn.execute(q).fetchall() for q in fleet_queries()]
-    # the custom-resource queries come last; they are checked over a simulated fleet in test_fleet_queries
-    per_cluster, images, labelled, privileged, host_network, oldest, per_node, freshness, *custom = results
-    assert custom == [[]] * len(custom)  # no custom objects loaded here
+    # then the custom-resource and history queries, checked over a churned simulated fleet in
+    # test_fleet_queries; here: no custom objects, and one load just now
+    per_cluster, images, labelled, privileged, host_network, oldest, per_node, freshness, *later = results
+    custom, (five_minutes_ago, image_changes, changed_per_table, pods_deleted, nodes_joined) = (
+        later[:3],
+        later[3:],
+    )
+    assert custom == [[]] * 3
+    assert five_minutes_ago == image_changes == pods_deleted == []
+    assert changed_per_table == [
+        (c, t, n, 0, 0)
+        for c, sizes in (("a", (2, 3, 3)), ("b", (2, 2, 2)))
+        for t, n in zip(
+            ("kubernetes_nodes", "kubernetes_pod_containers", "kubernetes_pods"), sizes, strict=True
+        )
+    ]
+    assert [(c, n, gone) for c, n, _, gone in nodes_joined] == [  # newest first: b was loaded after a
+        ("b", "n1", None),
+        ("b", "n2", None),
+        ("a", "n1", None),
+        ("a", "n2", None),
+    ]
     assert per_cluster == [("a", 2, 3), ("b", 2, 2)]
     assert images == [("nginx:1", 3), ("redis:7", 2)]
     assert labelled == [("a", "ns0", "p0"), ("b", "ns0", "p0")]
@@ -197,8 +221,9 @@ def test_the_example_fleet_queries_answer_over_loaded_clusters(pg_dsn):
 
 
 def test_an_older_database_is_upgraded_for_selections_and_excluded_loads(pg_empty_dsn):
-    """A database made before per-cluster selections: kq_clusters without `collect`, kq_loads whose
-    status CHECK knows only success and failed. Applying the schema adds the one and widens the other."""
+    """A database made before per-cluster selections and the kq_meta schema: public.kq_clusters without
+    `collect`, public.kq_loads whose status CHECK knows only success and failed. Applying the schema
+    moves both into kq_meta (rows kept), adds the column and widens the CHECK."""
     with psycopg.connect(pg_empty_dsn, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE kq_clusters (name text PRIMARY KEY, server text NOT NULL, kubeconfig text,"
@@ -218,14 +243,22 @@ def test_an_older_database_is_upgraded_for_selections_and_excluded_loads(pg_empt
             "INSERT INTO kq_loads (cluster_name, table_name, status, started_at, finished_at)"
             " VALUES ('c1', 'kubernetes_pods', 'success', now(), now())"
         )
+        conn.execute("CREATE VIEW kq_latest_loads AS SELECT * FROM kq_loads")
         apply_schema(conn)
+        assert conn.execute(
+            "SELECT to_regclass('public.kq_loads'), to_regclass('public.kq_clusters')"
+        ).fetchone() == (
+            None,
+            None,
+        )
+        assert conn.execute("SELECT status FROM kq_meta.loads").fetchall() == [("success",)]
         conn.execute(
-            "INSERT INTO kq_loads (cluster_name, table_name, status, started_at, finished_at)"
+            "INSERT INTO kq_meta.loads (cluster_name, table_name, status, started_at, finished_at)"
             " VALUES ('c1', 'kubernetes_pods', 'excluded', now(), now())"
         )
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute(
-                "INSERT INTO kq_loads (cluster_name, table_name, status, started_at, finished_at)"
+                "INSERT INTO kq_meta.loads (cluster_name, table_name, status, started_at, finished_at)"
                 " VALUES ('c1', 'kubernetes_pods', 'skipped', now(), now())"
             )
         assert conn.execute("SELECT status FROM kq_latest_loads").fetchall() == [("excluded",)]
@@ -234,11 +267,12 @@ def test_an_older_database_is_upgraded_for_selections_and_excluded_loads(pg_empt
         )
         apply_schema(conn, force=True)  # and again: the widened CHECK is left as it is
         checks = conn.execute(
-            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'kq_loads'::regclass AND contype = 'c'"
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'kq_meta.loads'::regclass AND contype = 'c'"
         ).fetchone()
         assert checks == (1,)
         conn.execute(
-            "INSERT INTO kq_clusters (name, server, source, collect) VALUES ('c1', 'https://x', 'cli', '{}')"
+            "INSERT INTO kq_meta.clusters (name, server, source, collect)"
+            " VALUES ('c1', 'https://x', 'cli', '{}')"
         )
 
 

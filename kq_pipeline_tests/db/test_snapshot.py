@@ -78,7 +78,7 @@ def test_success_is_recorded_in_kq_loads_and_the_latest_view(pg_dsn):
             """SELECT run_id, status, rows_extracted, rows_loaded, rows_rejected, started_at, error,
                       finished_at >= started_at FROM kq_latest_loads WHERE cluster_name = 'c1'"""
         ).fetchall()
-        assert conn.execute("SELECT count(*) FROM kq_loads").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM kq_meta.loads").fetchone()[0] == 2
     assert latest == [("run-b", "success", 3, 2, 1, T0, None, True)]
 
 
@@ -100,7 +100,7 @@ def test_a_failing_copy_leaves_the_previous_snapshot_identical(pg_dsn):
             "SELECT status, rows_loaded, error FROM kq_latest_loads WHERE cluster_name = 'c1'"
         ).fetchone()
         assert latest == ("failed", None, "load failed: bad json")
-        history = conn.execute("SELECT status FROM kq_loads ORDER BY id").fetchall()
+        history = conn.execute("SELECT status FROM kq_meta.loads ORDER BY id").fetchall()
         assert history == [("success",), ("failed",)]
 
 
@@ -115,7 +115,7 @@ def test_a_nul_byte_smuggled_past_to_frame_fails_the_load_not_the_data(pg_dsn):
                 conn, "kubernetes_pods", "c1", frame, run_id=None, started_at=T0, rows_extracted=4
             )
         assert snapshot(conn, "c1") == before
-        assert conn.execute("SELECT count(*) FROM kq_loads").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM kq_meta.loads").fetchone()[0] == 1
 
 
 def test_a_frame_of_another_cluster_or_shape_is_refused_before_touching_the_table(pg_dsn):
@@ -142,16 +142,19 @@ def test_an_empty_extraction_empties_the_snapshot(pg_dsn):
 
 def test_injection_looking_names_and_values_are_stored_literally(pg_dsn):
     evil = "x'); DROP TABLE kubernetes_pods; --"
-    rows = pods(1, name=evil, namespace='"; DELETE FROM kq_loads; --', phase="\\N", node_name="a\tb\nc\\d")
+    rows = pods(
+        1, name=evil, namespace='"; DELETE FROM kq_meta.loads; --', phase="\\N", node_name="a\tb\nc\\d"
+    )
     with psycopg.connect(pg_dsn) as conn:
         load(conn, evil, rows)
         record_failed_load(conn, "kubernetes_pods", evil, error=evil, run_id=evil, started_at=T0)
         row = conn.execute(
             "SELECT cluster_name, name, namespace, phase, node_name FROM kubernetes_pods"
         ).fetchone()
-        assert row == (evil, evil, '"; DELETE FROM kq_loads; --', "\\N", "a\tb\nc\\d")
+        assert row == (evil, evil, '"; DELETE FROM kq_meta.loads; --', "\\N", "a\tb\nc\\d")
         assert (
-            conn.execute("SELECT count(*) FROM kq_loads WHERE cluster_name = %s", (evil,)).fetchone()[0] == 2
+            conn.execute("SELECT count(*) FROM kq_meta.loads WHERE cluster_name = %s", (evil,)).fetchone()[0]
+            == 2
         )
 
 
@@ -316,7 +319,8 @@ def test_excluding_a_table_deletes_the_clusters_rows_and_records_it_as_excluded(
         assert (deleted, again) == (5, 0)
         assert snapshot(conn, "c1") == [] and len(snapshot(conn, "c2")) == 2
         rows = conn.execute(
-            "SELECT run_id, status, rows_loaded, note FROM kq_loads WHERE cluster_name = 'c1' ORDER BY id"
+            "SELECT run_id, status, rows_loaded, note FROM kq_meta.loads"
+            " WHERE cluster_name = 'c1' ORDER BY id"
         ).fetchall()
     assert rows[1:] == [
         ("r2", "excluded", 0, "excluded by the selection; its 5 previous rows deleted"),

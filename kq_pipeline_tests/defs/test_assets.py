@@ -177,7 +177,7 @@ def test_a_run_where_every_cluster_fails_still_fails_and_stamps_nothing(
 def _record_load(conn: psycopg.Connection, cluster: str, table: str, rows: int | None, at: datetime) -> None:
     status = "failed" if rows is None else "success"
     conn.execute(
-        "INSERT INTO kq_loads (run_id, cluster_name, table_name, status, rows_extracted, rows_loaded, "
+        "INSERT INTO kq_meta.loads (run_id, cluster_name, table_name, status, rows_extracted, rows_loaded, "
         "started_at, finished_at) VALUES ('r', %s, %s, %s, %s, %s, %s, %s)",
         (cluster, table, status, rows, rows, at, at),
     )
@@ -323,7 +323,9 @@ def test_each_group_materialization_says_what_changed_since_the_clusters_previou
         unchanged = _refresh(instance, "ch-0", "ch-0", selection)
         assert _group_materializations(instance, unchanged.run_id, "core")["ch-0"]["changes"] == {}
 
-        deployment = next(d for d in served.clusters["ch-0"].objects["apps/v1/deployments"] if d["spec"]["replicas"])
+        deployment = next(
+            d for d in served.clusters["ch-0"].objects["apps/v1/deployments"] if d["spec"]["replicas"]
+        )
         meta = deployment["metadata"]
         served.clusters["ch-0"].churn_action("roll", namespace=meta["namespace"], name=meta["name"])
         rolled = _refresh(instance, "ch-0", "ch-0", selection)

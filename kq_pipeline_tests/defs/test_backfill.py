@@ -179,7 +179,7 @@ def test_a_100_cluster_backfill_runs_as_4_runs_and_materializes_every_partition(
         assert {c["status"] for c in checks} == {"SUCCEEDED"}, group
     with psycopg.connect(pg_dsn) as conn:
         loads = conn.execute(
-            "SELECT count(DISTINCT (cluster_name, table_name)) FROM kq_loads WHERE status = 'success'"
+            "SELECT count(DISTINCT (cluster_name, table_name)) FROM kq_meta.loads WHERE status = 'success'"
         ).fetchone()[0]
     assert loads == CLUSTERS * len(TABLES)
 

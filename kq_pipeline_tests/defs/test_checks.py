@@ -94,7 +94,7 @@ def test_a_drop_beyond_the_ratio_against_the_previous_load_fails() -> None:
 
 def test_with_history_the_drop_is_measured_by_what_the_load_removed_and_named() -> None:
     """The history's counts say what the table held before this load (loaded - added + removed), so
-    the rule needs no earlier kq_loads row, and the message says what went."""
+    the rule needs no earlier kq_meta.loads row, and the message says what went."""
     tables = ["kubernetes_pods"]
     outcome = _outcome(kubernetes_pods=(40, 40, 0))
     outcome.tables["kubernetes_pods"].changes = ChangeCounts(added=2, removed=62, modified=5)
@@ -144,7 +144,7 @@ def _load(
     conn: psycopg.Connection, run_id: str, cluster: str, table: str, rows: int, finished: datetime
 ) -> None:
     conn.execute(
-        "INSERT INTO kq_loads (run_id, cluster_name, table_name, status, rows_extracted, rows_loaded, "
+        "INSERT INTO kq_meta.loads (run_id, cluster_name, table_name, status, rows_extracted, rows_loaded, "
         "started_at, finished_at) VALUES (%s, %s, %s, 'success', %s, %s, %s, %s)",
         (run_id, cluster, table, rows, rows, finished - timedelta(seconds=1), finished),
     )

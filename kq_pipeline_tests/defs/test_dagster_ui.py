@@ -109,7 +109,8 @@ def _materialized(dev: DagsterDev) -> set[str]:
 def _loaded_ok(dsn: str, cluster: str) -> bool:
     with psycopg.connect(dsn) as conn:
         n = conn.execute(
-            "SELECT count(DISTINCT table_name) FROM kq_loads WHERE cluster_name = %s AND status = 'success'",
+            "SELECT count(DISTINCT table_name) FROM kq_meta.loads"
+            " WHERE cluster_name = %s AND status = 'success'",
             (cluster,),
         ).fetchone()[0]
     return n == len(TABLES)
@@ -169,7 +170,7 @@ def test_sensor_catalog_checks_and_one_cluster_rematerialized(
     assert wait_for(lambda: _run_finished(dagster, run_id), 180, "UI-launched run to finish") == "SUCCESS"
     with psycopg.connect(pg_dsn) as conn:
         clusters = conn.execute(
-            "SELECT DISTINCT cluster_name FROM kq_loads WHERE run_id = %s", (run_id,)
+            "SELECT DISTINCT cluster_name FROM kq_meta.loads WHERE run_id = %s", (run_id,)
         ).fetchall()
     assert clusters == [("ui-1",)]
 

@@ -1,5 +1,5 @@
 """Dagster's storage stays flat: finished runs past the retention age are deleted with their events,
-while `kq_loads` keeps every load's history."""
+while `kq_meta.loads` keeps every load's history."""
 
 from __future__ import annotations
 
@@ -138,7 +138,9 @@ def _event_count(instance: DagsterInstance) -> int:
 
 def _loads(dsn: str, cluster: str) -> int:
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT count(*) FROM kq_loads WHERE cluster_name = %s", (cluster,)).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM kq_meta.loads WHERE cluster_name = %s", (cluster,)
+        ).fetchone()[0]
 
 
 def test_refreshes_plus_pruning_keep_dagster_storage_bounded_and_history_in_kq_loads(

@@ -149,7 +149,9 @@ def _rows_per_table(dsn: str, cluster: str) -> dict[str, int]:
 
 def _retired_at(dsn: str, cluster: str) -> object:
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT retired_at FROM kq_clusters WHERE name = %s", (cluster,)).fetchone()[0]
+        return conn.execute("SELECT retired_at FROM kq_meta.clusters WHERE name = %s", (cluster,)).fetchone()[
+            0
+        ]
 
 
 def test_new_clusters_get_partitions_and_first_loads_in_batches(fleet_env: str, driver: SensorDriver) -> None:
@@ -320,7 +322,7 @@ def _row_versions(dsn: str) -> list[tuple[str, str, object, object]]:
     """(name, xmin, updated_at, retired_at) per inventory row: xmin changes whenever a row is rewritten."""
     with psycopg.connect(dsn) as conn:
         return conn.execute(
-            "SELECT name, xmin::text, updated_at, retired_at FROM kq_clusters ORDER BY name"
+            "SELECT name, xmin::text, updated_at, retired_at FROM kq_meta.clusters ORDER BY name"
         ).fetchall()
 
 

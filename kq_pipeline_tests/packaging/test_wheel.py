@@ -175,7 +175,7 @@ def test_db_init_and_a_one_cluster_load_run_from_the_installed_wheel(
     assert re.fullmatch(r"1 cluster\(s\) loaded, 0 failed in \d+\.\ds", lines[-1]), lines
     with psycopg.connect(pg_empty_dsn) as conn:
         pods = conn.execute("SELECT cluster_name, count(*) FROM kubernetes_pods GROUP BY 1").fetchall()
-        loads = conn.execute("SELECT count(*) FROM kq_loads WHERE status = 'success'").fetchone()
+        loads = conn.execute("SELECT count(*) FROM kq_meta.loads WHERE status = 'success'").fetchone()
     assert pods == [("wheel-0", PODS)]
     assert loads == (len(TABLES),)
 

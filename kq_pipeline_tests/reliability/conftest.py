@@ -2,7 +2,7 @@
 
 Every fault test follows one recipe: load the fleet once clean, take each cluster's snapshot,
 inject the fault for real, load again, then check that the other clusters loaded, the faulty
-cluster's previous rows are identical row for row, `kq_loads` names the failure, and a clean run
+cluster's previous rows are identical row for row, `kq_meta.loads` names the failure, and a clean run
 recovers.
 """
 
@@ -104,8 +104,8 @@ def snapshot(dsn: str, cluster: str, tables: Sequence[str] = ALL_TABLES) -> Snap
 
 
 def loads(dsn: str, run_id: str, cluster: str | None = None) -> list[tuple[str, str, str, str | None]]:
-    """(cluster, table, status, error) of one run's kq_loads rows."""
-    query = "SELECT cluster_name, table_name, status, error FROM kq_loads WHERE run_id = %s"
+    """(cluster, table, status, error) of one run's kq_meta.loads rows."""
+    query = "SELECT cluster_name, table_name, status, error FROM kq_meta.loads WHERE run_id = %s"
     params: tuple = (run_id,)
     if cluster:
         query += " AND cluster_name = %s"

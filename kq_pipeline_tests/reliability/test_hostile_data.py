@@ -65,7 +65,7 @@ def test_hostile_values_are_stored_literally_or_their_rows_rejected_and_counted(
     assert outcomes["alpha"].tables["kubernetes_pods"].rows_loaded == PODS
     assert _one(
         hostile.dsn,
-        "SELECT rows_extracted, rows_loaded, rows_rejected FROM kq_loads "
+        "SELECT rows_extracted, rows_loaded, rows_rejected FROM kq_meta.loads "
         "WHERE cluster_name = 'hostile' AND table_name = 'kubernetes_pods'",
     ) == (PODS, PODS - 2, 2)
 
@@ -153,7 +153,7 @@ def test_invalid_utf8_on_the_wire_fails_that_list_cleanly_and_keeps_the_previous
 def test_a_cluster_name_crafted_as_sql_is_rejected_everywhere(
     pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    evil = "x'; DROP TABLE kq_loads; --"
+    evil = "x'; DROP TABLE kq_meta.loads; --"
     with pytest.raises(inventory.InventoryError, match="invalid cluster name"):
         inventory.validate_name(evil)
     with pytest.raises(inventory.InventoryError, match="invalid cluster name"):
@@ -172,4 +172,6 @@ def test_a_cluster_name_crafted_as_sql_is_rejected_everywhere(
 
     (outcome,) = refresh_clusters(pg_dsn, [evil], ["kubernetes_pods"], run_id="evil", settings=SETTINGS)
     assert not outcome.ok and "not in the inventory" in (outcome.error or "")
-    assert _one(pg_dsn, "SELECT to_regclass('kq_loads') IS NOT NULL, count(*) FROM kq_clusters") == (True, 0)
+    assert _one(
+        pg_dsn, "SELECT to_regclass('kq_meta.loads') IS NOT NULL, count(*) FROM kq_meta.clusters"
+    ) == (True, 0)

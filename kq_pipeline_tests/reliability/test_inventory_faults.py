@@ -57,7 +57,7 @@ def test_a_duplicate_cluster_name_in_an_inventory_file_is_a_clear_error(
     err = capsys.readouterr().err
     assert err == f"kq: error: inventory file {inv}: duplicate cluster name 'prod-1'\n"
     with psycopg.connect(kq_env) as conn:  # nothing half-added
-        assert conn.execute("SELECT count(*) FROM kq_clusters").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM kq_meta.clusters").fetchone() == (0,)
 
 
 def test_a_kubeconfig_that_is_not_yaml_is_a_one_line_error_naming_the_file(

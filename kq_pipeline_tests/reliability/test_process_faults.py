@@ -183,7 +183,7 @@ def test_postgres_restarted_mid_run_keeps_every_previous_snapshot_and_the_next_r
         assert snapshot(fdb.dsn, name) == restarted_run.before[name]
     with psycopg.connect(fdb.dsn) as conn:
         assert conn.execute(
-            "SELECT count(*) FROM kq_loads WHERE run_id = 'restart' AND status = 'success'"
+            "SELECT count(*) FROM kq_meta.loads WHERE run_id = 'restart' AND status = 'success'"
         ).fetchone() == (0,)
     assert_all_ok(fdb.load("recovered"), FLEET)
     for name in FLEET:
@@ -227,7 +227,7 @@ def test_two_loads_of_one_cluster_at_once_are_serialized_without_duplicate_rows(
     assert pod_count(fleet_db.dsn, FAULTY) == PODS  # replaced twice, never appended
     with psycopg.connect(fleet_db.dsn) as conn:
         spans = conn.execute(
-            "SELECT run_id, min(finished_at), max(finished_at) FROM kq_loads WHERE cluster_name = %s "
+            "SELECT run_id, min(finished_at), max(finished_at) FROM kq_meta.loads WHERE cluster_name = %s "
             "GROUP BY run_id ORDER BY 2",
             (FAULTY,),
         ).fetchall()

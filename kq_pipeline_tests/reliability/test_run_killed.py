@@ -8,9 +8,9 @@ cluster's group materializations and check evaluations as soon as the cluster's 
 committed (kq_pipeline/defs/assets.py), never after the batch. The specification, for a kill while one
 cluster of the batch hangs and the others are done:
 
-- every cluster PostgreSQL committed for the run (its `kq_loads` success rows) has a materialization and
+- every cluster PostgreSQL committed for the run (its `kq_meta.loads` success rows) has a materialization and
   a check evaluation of every asset group recorded by the run, and no other cluster has;
-- the cluster that was still in flight has neither committed rows in `kq_loads` nor a materialization
+- the cluster that was still in flight has neither committed rows in `kq_meta.loads` nor a materialization
   from the run, and Dagster still names the previous run as its latest materialization, like
   `kq_latest_loads` does;
 - nothing is lost: the in-flight cluster's previous snapshot is still there, row for row;
@@ -173,11 +173,11 @@ def _checked(instance: DagsterInstance, run_id: str) -> dict[str, dict[str | Non
 
 
 def _committed(dsn: str, run_id: str) -> dict[str, dict[str, set[str]]]:
-    """cluster -> status -> tables, of the run's committed kq_loads rows."""
+    """cluster -> status -> tables, of the run's committed kq_meta.loads rows."""
     out: dict[str, dict[str, set[str]]] = {}
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT cluster_name, status, table_name FROM kq_loads WHERE run_id = %s", (run_id,)
+            "SELECT cluster_name, status, table_name FROM kq_meta.loads WHERE run_id = %s", (run_id,)
         ).fetchall()
     for cluster, status, table in rows:
         out.setdefault(cluster, {}).setdefault(status, set()).add(table)

@@ -87,7 +87,7 @@ def _database_dump(dsn: str) -> bytes:
             query = sql.SQL("COPY {}.{} TO STDOUT").format(sql.Identifier(schema), sql.Identifier(table))
             with conn.cursor().copy(query) as copy:
                 out.extend(bytes(chunk) for chunk in copy)
-    assert len(tables) >= len(TABLES) + 2  # every kubernetes_* fleet table, kq_clusters, kq_loads
+    assert len(tables) >= len(TABLES) + 2  # every kubernetes_* fleet table, kq_meta.clusters, kq_meta.loads
     return b"".join(out)
 
 
