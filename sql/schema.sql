@@ -4755,11 +4755,7 @@ END $$;
 CREATE OR REPLACE FUNCTION kq_meta.visible_clusters() RETURNS text[]
     LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog
     AS $$ SELECT coalesce(array_agg(name), '{}') FROM kq_meta.clusters $$;
-CREATE OR REPLACE FUNCTION kq_meta.sees_every_cluster() RETURNS boolean
-    LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog
-    AS $$ SELECT EXISTS (SELECT FROM kq_meta.readers
-                         WHERE patterns IS NULL AND pg_has_role(role_oid, 'USAGE')) $$;
-REVOKE ALL ON FUNCTION kq_meta.visible_clusters(), kq_meta.sees_every_cluster() FROM PUBLIC;
+REVOKE ALL ON FUNCTION kq_meta.visible_clusters() FROM PUBLIC;
 
 DO $$
 DECLARE
@@ -4771,8 +4767,7 @@ BEGIN
         END IF;
         IF NOT EXISTS (SELECT FROM pg_policy WHERE polrelid = t AND polname = 'kq_reader_v1') THEN
             EXECUTE format('CREATE POLICY kq_reader_v1 ON %s FOR SELECT USING ('
-                           '(SELECT kq_meta.sees_every_cluster()) '
-                           'OR cluster_name = ANY ((SELECT kq_meta.visible_clusters())::text[]))', t);
+                           'cluster_name = ANY ((SELECT kq_meta.visible_clusters())::text[]))', t);
         END IF;
     END LOOP;
 END $$;

@@ -69,11 +69,7 @@ END $$;
 CREATE OR REPLACE FUNCTION kq_meta.visible_clusters() RETURNS text[]
     LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog
     AS $$ SELECT coalesce(array_agg(name), '{}') FROM kq_meta.clusters $$;
-CREATE OR REPLACE FUNCTION kq_meta.sees_every_cluster() RETURNS boolean
-    LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog
-    AS $$ SELECT EXISTS (SELECT FROM kq_meta.readers
-                         WHERE patterns IS NULL AND pg_has_role(role_oid, 'USAGE')) $$;
-REVOKE ALL ON FUNCTION kq_meta.visible_clusters(), kq_meta.sees_every_cluster() FROM PUBLIC;"""
+REVOKE ALL ON FUNCTION kq_meta.visible_clusters() FROM PUBLIC;"""
 
 
 def secured_tables() -> list[str]:
@@ -101,8 +97,7 @@ BEGIN
         END IF;
         IF NOT EXISTS (SELECT FROM pg_policy WHERE polrelid = t AND polname = '{POLICY}') THEN
             EXECUTE format('CREATE POLICY {POLICY} ON %s FOR SELECT USING ('
-                           '(SELECT kq_meta.sees_every_cluster()) '
-                           'OR cluster_name = ANY ((SELECT kq_meta.visible_clusters())::text[]))', t);
+                           'cluster_name = ANY ((SELECT kq_meta.visible_clusters())::text[]))', t);
         END IF;
     END LOOP;
 END $$;"""
@@ -148,9 +143,7 @@ def _grants(role: str, *, revoke: bool = False) -> list[sql.Composed]:
             verb, tables, to, r
         ),
         sql.SQL("{} SELECT (name) ON kq_meta.clusters {} {}").format(verb, to, r),
-        sql.SQL(
-            "{} EXECUTE ON FUNCTION kq_meta.visible_clusters(), kq_meta.sees_every_cluster() {} {}"
-        ).format(verb, to, r),
+        sql.SQL("{} EXECUTE ON FUNCTION kq_meta.visible_clusters() {} {}").format(verb, to, r),
     ]
 
 
