@@ -4,6 +4,7 @@ Clusters come from a YAML file, from kubeconfig contexts, or from the command li
 the `kq_meta.clusters` table. Only *where* a credential lives (a kubeconfig context, an env var name, a
 file path) is stored, never the credential itself; and what to collect from each cluster (`collect`,
 see `kq_pipeline.collect`), a fleet-wide default in the file overridden per cluster key by key.
+Every row kq writes is signed (kq_pipeline/signing.py); `verified_cluster` is how the loader reads one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import psycopg
 import yaml
 from psycopg.types.json import Jsonb
 
+from kq_pipeline import signing
 from kq_pipeline.collect import Collect, CollectError, collect_from_mapping, merged
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -175,9 +177,10 @@ def upsert_clusters(conn: psycopg.Connection, clusters: Iterable[Cluster], *, re
 
     `revive`: an explicit add (`kq clusters add`) makes a retired cluster active again; a file sync
     passes False, so a cluster removed with `kq clusters remove` stays removed though a file lists it."""
-    cols = ", ".join(_COLUMNS)
-    placeholders = ", ".join(f"%({c})s" for c in _COLUMNS)
-    data_cols = [c for c in _COLUMNS if c != "name"]
+    stored = (*_COLUMNS, "signature")
+    cols = ", ".join(stored)
+    placeholders = ", ".join(f"%({c})s" for c in stored)
+    data_cols = [c for c in stored if c != "name"]
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in data_cols)
     changed = (
         f"({', '.join(f'kq_meta.clusters.{c}' for c in data_cols)}) "
@@ -195,7 +198,11 @@ def upsert_clusters(conn: psycopg.Connection, clusters: Iterable[Cluster], *, re
                 f"INSERT INTO kq_meta.clusters ({cols}) VALUES ({placeholders}) "
                 f"ON CONFLICT (name) DO UPDATE SET {updates}, updated_at = now(), retired_at = NULL "
                 f"WHERE {when}",
-                {**_db_values(c), "collect": None if c.collect.is_default else Jsonb(c.collect.to_json())},
+                {
+                    **_db_values(c),
+                    "collect": None if c.collect.is_default else Jsonb(c.collect.to_json()),
+                    "signature": signing.sign(_db_values(c)),
+                },
             )
             n += cur.rowcount
     return n
@@ -218,17 +225,20 @@ def sync_clusters(conn: psycopg.Connection, clusters: Sequence[Cluster]) -> File
     locks); removed clusters stay removed until an explicit `kq clusters add`."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
-            f"SELECT {', '.join(_COLUMNS)}, retired_at IS NOT NULL FROM kq_meta.clusters"
+            f"SELECT {', '.join(_COLUMNS)}, signature, retired_at IS NOT NULL FROM kq_meta.clusters"
             " WHERE name = ANY(%s)",
             ([c.name for c in clusters],),
         )
-        current = {row[0]: (tuple(row[: len(_COLUMNS)]), row[-1]) for row in cur.fetchall()}
+        current = {row[0]: (tuple(row[: len(_COLUMNS) + 1]), row[-1]) for row in cur.fetchall()}
         removed = sorted(c.name for c in clusters if c.name in current and current[c.name][1])
-        todo = [
+        todo = [  # new, or changed (in the file, or in the database: the file is the truth)
             c
             for c in clusters
             if c.name not in current
-            or (not current[c.name][1] and current[c.name][0] != tuple(_db_values(c).values()))
+            or (
+                not current[c.name][1]
+                and current[c.name][0] != (*_db_values(c).values(), signing.sign(_db_values(c)))
+            )
         ]
         if todo:
             upsert_clusters(conn, todo, revive=False)
@@ -269,6 +279,41 @@ def get_cluster(conn: psycopg.Connection, name: str) -> Cluster | None:
         )
         row = cur.fetchone()
     return _from_db(row) if row else None
+
+
+def verified_cluster(conn: psycopg.Connection, name: str) -> Cluster | None:
+    """An active cluster as the loader may use it: its row must carry this key's signature
+    (signing.SigningError otherwise, whose message says what to do)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {', '.join(_COLUMNS)}, signature FROM kq_meta.clusters"
+            " WHERE name = %s AND retired_at IS NULL",
+            (name,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None
+    cluster = _from_db(row[:-1])
+    signing.verify(_db_values(cluster), row[-1])
+    return cluster
+
+
+def trust_clusters(conn: psycopg.Connection, names: Sequence[str] | None = None) -> list[str]:
+    """Sign the rows of `names` (None: every active cluster) as they are now: for rows an older
+    kq-pipeline wrote, or a change made in the database on purpose. Returns the names signed."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM kq_meta.clusters WHERE retired_at IS NULL"
+            " AND (%(all)s OR name = ANY(%(names)s)) ORDER BY name FOR UPDATE",
+            {"all": names is None, "names": list(names or ())},
+        )
+        clusters = [_from_db(row) for row in cur.fetchall()]
+        for c in clusters:
+            cur.execute(
+                "UPDATE kq_meta.clusters SET signature = %s WHERE name = %s",
+                (signing.sign(_db_values(c)), c.name),
+            )
+    return [c.name for c in clusters]
 
 
 def retire_cluster(conn: psycopg.Connection, name: str) -> bool:

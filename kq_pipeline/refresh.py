@@ -33,6 +33,7 @@ from kq_pipeline.extract import kubequery as kubequery_extractor
 from kq_pipeline.extract import native as native_extractor
 from kq_pipeline.extract.result import ClusterExtract, TableExtract
 from kq_pipeline.frames import TypedFrame, to_frame
+from kq_pipeline.signing import SigningError
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def refresh_cluster(
     try:
         with connect(dsn) as conn:
             conn.autocommit = True
-            cluster = inventory.get_cluster(conn, name)
+            cluster = inventory.verified_cluster(conn, name)  # SigningError: a row changed outside kq
             if cluster is None:
                 outcome.error = f"cluster {name} is not in the inventory (removed or never added)"
                 return outcome
@@ -136,7 +137,7 @@ def refresh_cluster(
             with cluster_lock(conn, name, settings.lock_timeout_s):
                 _refresh_locked(conn, cluster, tables, run_id, settings, started, outcome)
     except Exception as exc:  # one cluster's failure must never stop the others
-        outcome.error = f"cluster {name}: {exc}"
+        outcome.error = str(exc) if isinstance(exc, SigningError) else f"cluster {name}: {exc}"
         log.warning("%s", outcome.error)
         _record_failures(
             dsn, name, [t for t in tables if t not in outcome.tables], outcome.error, run_id, started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,16 @@ pytest_plugins = ["kq_pipeline_tests.postgres_fixtures"]
 REPO = Path(__file__).resolve().parents[1]
 KUBEQUERY_DATA = Path(__file__).resolve().parent / "data" / "kubequery"
 """kubequery's schema, test inputs and expected rows, copied unchanged into the repository."""
+
+
+TEST_INVENTORY_KEY = "kq-test-inventory-key-not-a-secret-0123456789"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def inventory_key() -> None:
+    """Every test, and every kq process a test starts, signs inventory rows with one known key (as a
+    deployment's processes share KQ_INVENTORY_KEY), instead of making ~/.kq/inventory.key."""
+    os.environ.setdefault("KQ_INVENTORY_KEY", TEST_INVENTORY_KEY)
 
 
 @pytest.fixture(scope="session")
