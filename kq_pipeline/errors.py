@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from kq_pipeline.collect import CollectError
+from kq_pipeline.db.access import AccessError
 from kq_pipeline.inventory import InventoryError
+from kq_pipeline.signing import SigningError
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [InventoryError, CollectError]
+    errors: list[type[BaseException]] = [InventoryError, CollectError, AccessError, SigningError]
     try:
         from kq_pipeline.kube.kubeconfig import KubeconfigError
 
