@@ -61,6 +61,7 @@ def test_user_code_deployment_serves_our_definitions(values: dict[str, Any]) -> 
     assert dep["image"]["pullPolicy"] in {"Always", "IfNotPresent", "Never"}
     assert isinstance(dep["image"]["tag"], str) and dep["image"]["tag"] != "latest"
     assert {"name": "kq-fleet-db"} in dep["envSecrets"]  # SecretEnvSource objects, not strings
+    assert {"name": "kq-inventory-key"} in dep["envSecrets"]  # every process signs with the same key
     assert dep["podSecurityContext"]["runAsNonRoot"] is True
 
 
@@ -79,6 +80,7 @@ def test_runs_are_pods_of_the_k8s_run_launcher_with_the_fleet_dsn(values: dict[s
     assert rl["type"] == "K8sRunLauncher"
     k8s = rl["config"]["k8sRunLauncher"]
     assert {"name": "kq-fleet-db"} in k8s["envSecrets"]
+    assert {"name": "kq-inventory-key"} in k8s["envSecrets"]
     assert set(k8s["runK8sConfig"]) <= {
         "containerConfig",
         "podSpecConfig",
