@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    access,
     cluster_cost,
     custom_resources,
     fleet_dagster,
@@ -48,6 +49,7 @@ CASES: dict[str, tuple[str, Case]] = {
     "8": ("kqbench_mechanisms", mechanisms.run),
     "9": ("kqbench_custom", custom_resources.run),
     "10": ("kqbench_history", history.run),
+    "11": ("kqbench_access", access.run),
 }
 
 

@@ -155,6 +155,17 @@ def test_history_on_and_off_refresh_the_same_churned_cluster_and_storage_follows
     assert target["goal"] == 1.25 and target["measured"] == medians["history on / off, wall"]
 
 
+def test_row_level_security_on_and_off_and_readers_queries_are_measured(pg_server_dsn: str) -> None:
+    result = _run("11", pg_server_dsn)
+    medians = {m["name"]: m["median"] for m in result["metrics"]}
+    assert medians["load of every table, row-level security on"] > 0
+    assert medians["load of every table, row-level security off"] > 0
+    for who in ("owner", "reader, every cluster", "reader, team of 1"):
+        assert medians[f"top 10 images: {who}"] > 0
+    (target,) = result["targets"]
+    assert target["goal"] == 1.05 and target["measured"] == medians["on / off"]
+
+
 def test_a_target_is_judged_in_its_direction_and_shown_as_missed() -> None:
     assert Target("rate", 25_000, 20_000, "rows/s").met
     slow = Target("rss", 2048, 1536, "MB", higher_is_better=False)
