@@ -96,6 +96,71 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_grant_reader(args: argparse.Namespace) -> int:
+    """Give a role read access to the fleet (db/access.py), optionally limited to clusters by glob."""
+    from kq_pipeline.db.access import grant_reader
+
+    globs = [g.strip() for v in args.clusters or () for g in v.split(",") if g.strip()]
+    _, conn = _connect_with_schema()
+    with conn:
+        reader, created = grant_reader(conn, args.role, globs)
+    if created:
+        print(f"created role {reader.role} (NOLOGIN): give it to people with GRANT {reader.role} TO <user>")
+    scope = "every cluster" if reader.clusters is None else f"clusters {', '.join(reader.clusters)}"
+    print(f"{reader.role} may read {scope} ({reader.matching} in the inventory now), their history and loads")
+    return 0
+
+
+def cmd_db_revoke(args: argparse.Namespace) -> int:
+    from kq_pipeline.db.access import revoke_reader
+
+    _, conn = _connect_with_schema()
+    with conn:
+        was_reader = revoke_reader(conn, args.role)
+    print(f"{args.role} may no longer read the fleet" if was_reader else f"{args.role} was not a reader")
+    return 0
+
+
+def cmd_db_readers(args: argparse.Namespace) -> int:
+    from kq_pipeline.db.access import list_readers
+
+    _, conn = _connect_with_schema()
+    with conn:
+        readers = list_readers(conn)
+    if not readers:
+        print("no readers yet: kq db grant-reader ROLE [--clusters GLOB]")
+    width = max((len(r.role) for r in readers), default=0)
+    for r in readers:
+        scope = "every cluster" if r.clusters is None else ", ".join(r.clusters)
+        print(
+            f"{r.role:<{width}}  {scope}  ({r.matching} clusters now; "
+            f"granted {r.granted_at:%Y-%m-%d %H:%M} by {r.granted_by})"
+        )
+    return 0
+
+
+def cmd_clusters_trust(args: argparse.Namespace) -> int:
+    """Sign inventory rows as they are (signing.py): rows an older release wrote, or an edit made in
+    the database on purpose. Prints each row's connection settings, so the user sees what is trusted."""
+    from kq_pipeline import inventory
+
+    if not args.names and not args.all:
+        raise UserError("name the clusters to trust, or --all")
+    _, conn = _connect_with_schema()
+    with conn:
+        signed = inventory.trust_clusters(conn, None if args.all else args.names)
+        clusters = {c.name: c for c in inventory.active_clusters(conn)}
+    missing = sorted(set(args.names or ()) - set(signed))
+    for name in signed:
+        c = clusters[name]
+        where = f"kubeconfig {c.kubeconfig} context {c.context}" if c.kubeconfig else c.server
+        tls = "  TLS NOT VERIFIED" if c.insecure_skip_tls_verify else ""
+        print(f"trusted {name}: {where}{tls}")
+    if missing:
+        raise UserError(f"no such active cluster: {', '.join(missing)}")
+    return 0
+
+
 def _collect_options(args: argparse.Namespace) -> dict[str, Any]:
     """The selection keys given as `kq clusters add` options (repeatable, or comma-separated)."""
     options: dict[str, Any] = {}
@@ -178,6 +243,7 @@ def cmd_clusters_register(args: argparse.Namespace) -> int:
         out=sys.stdout,
         collect=collect,
         custom_rbac=args.custom_rbac,
+        token_ttl=args.token_ttl,
     )
     if cluster is None:  # dry run: the manifests were printed, nothing changed
         return 0
@@ -188,6 +254,29 @@ def cmd_clusters_register(args: argparse.Namespace) -> int:
     print(
         f"registered {cluster.name}  {cluster.server}  (token file {cluster.token_file}; collect: "
         f"{cluster.collect.summary()})"
+    )
+    return 0
+
+
+def cmd_clusters_rotate(args: argparse.Namespace) -> int:
+    """Renew a registered cluster's reader token (register.rotate_token); the inventory is only read."""
+    from kq_pipeline import inventory
+    from kq_pipeline.register import rotate_token
+
+    token_dir = Path(args.token_dir).expanduser() if args.token_dir else kq_home() / "tokens"
+    _, conn = _connect_with_schema()
+    with conn:
+        # Verified: the new token goes to the row's token file, which a database edit must not redirect.
+        cluster = inventory.verified_cluster(conn, inventory.validate_name(args.name))
+    if cluster is None:
+        raise UserError(f"no such cluster: {args.name} (see `kq clusters list`)")
+    rotate_token(
+        Path(args.kubeconfig).expanduser(),
+        args.context,
+        cluster=cluster,
+        token_dir=token_dir,
+        out=sys.stdout,
+        token_ttl=args.token_ttl,
     )
     return 0
 
@@ -286,7 +375,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     run_config = {
         "resources": {"polling": {"config": {"cluster_concurrency": args.concurrency}}},
         # Dagster's own lines (step events, a failed step's stack trace) only when asked: kq prints
-        # every cluster's outcome itself, from kq_loads and the run's failure metadata.
+        # every cluster's outcome itself, from kq_meta.loads and the run's failure metadata.
         "loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "CRITICAL"}}},
     }
     # --verbose interleaves Dagster's lines on stderr, which a progress line would garble
@@ -337,7 +426,7 @@ def _load_batch(
     batch: Sequence[str],
     console: LoadConsole,
 ) -> None:
-    """Run one range of clusters; print each cluster's line as kq_loads shows it done, then a line
+    """Run one range of clusters; print each cluster's line as kq_meta.loads shows it done, then a line
     for any cluster that recorded nothing there (its reason from the run's failure)."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
     from dagster._core.utils import make_new_run_id
@@ -372,7 +461,8 @@ def _load_batch(
         loads = watcher.partial(name)
         partial = cluster_result(name, loads) if loads else None
         if name not in failed and (failed or result.success):  # the op finished and named only failures
-            console.cluster_done(partial or ClusterResult(name, ok=True, reason="no kq_loads record read"))
+            done = partial or ClusterResult(name, ok=True, reason="no kq_meta.loads record read")
+            console.cluster_done(done)
             continue
         reason = failed.get(name) or (partial.reason if partial else None) or error
         console.cluster_done(
@@ -480,6 +570,19 @@ def build_parser() -> argparse.ArgumentParser:
     status_help = "which database is used; the embedded server's state, port and log"
     db.add_parser("status", help=status_help).set_defaults(func=cmd_db_status)
     db.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_db_stop)
+    grant = db.add_parser("grant-reader", help="let a role read the fleet, or only some clusters of it")
+    grant.add_argument("role", help="database role (created NOLOGIN if missing)")
+    grant.add_argument(
+        "--clusters",
+        action="append",
+        metavar="GLOB",
+        help="only clusters whose names match (repeatable, or comma-separated; e.g. 'prod-eu-*')",
+    )
+    grant.set_defaults(func=cmd_db_grant_reader)
+    revoke = db.add_parser("revoke", help="take a reader's access away (the role stays)")
+    revoke.add_argument("role")
+    revoke.set_defaults(func=cmd_db_revoke)
+    db.add_parser("readers", help="list the roles that may read the fleet").set_defaults(func=cmd_db_readers)
 
     cl = sub.add_parser("clusters", help="the cluster inventory").add_subparsers(
         dest="clusters_command", required=True
@@ -514,8 +617,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="grant each selected custom kind present now (default; a CRD installed later needs registering "
         "again), or every resource of each selected custom group",
     )
+    reg.add_argument(
+        "--token-ttl", default="30d", help="lifetime of the reader's token: 30d (default), 720h, 3600s..."
+    )
     reg.set_defaults(func=cmd_clusters_register)
+    rot = cl.add_parser("rotate", help="request a fresh reader token for a registered cluster")
+    rot.add_argument("name", help="the cluster's name in the inventory")
+    rot.add_argument(
+        "--kubeconfig", required=True, help="kubeconfig allowed to create tokens for kq-reader (admin)"
+    )
+    rot.add_argument("--context", required=True, help="the target's context in that kubeconfig")
+    rot.add_argument("--token-dir", help="where the token file is replaced (default $KQ_HOME/tokens)")
+    rot.add_argument("--token-ttl", default="30d", help="lifetime of the new token (default 30d)")
+    rot.set_defaults(func=cmd_clusters_rotate)
     cl.add_parser("list", help="list active clusters").set_defaults(func=cmd_clusters_list)
+    trust = cl.add_parser("trust", help="sign inventory rows as they are (after checking them)")
+    trust.add_argument("names", nargs="*", metavar="NAME")
+    trust.add_argument("--all", action="store_true", help="every active cluster")
+    trust.set_defaults(func=cmd_clusters_trust)
     rm = cl.add_parser("remove", help="retire clusters")
     rm.add_argument("names", nargs="+")
     rm.set_defaults(func=cmd_clusters_remove)
@@ -582,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kq_pipeline.errors import USER_ERRORS
 
     args = build_parser().parse_args(argv)
-    kq_home().mkdir(parents=True, exist_ok=True)
+    kq_home().mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the database, tokens and key
     try:
         return args.func(args)
     except (UserError, *USER_ERRORS) as exc:

@@ -2,9 +2,23 @@
 
 With admin rights on the target (an admin kubeconfig context), `register_cluster` creates the
 reader identity that `deploy/target-rbac.yaml` describes (namespace, ServiceAccount, read-only
-ClusterRole and binding, a long-lived token Secret), waits for the token controller to fill the
-Secret, and writes the token to a 0600 file. The inventory then references that file: the token
-never enters PostgreSQL, the output or an exception message.
+ClusterRole and binding), asks the TokenRequest API for a token of that ServiceAccount that expires
+(`--token-ttl`, default 30 days), checks it can read, and writes it to a 0600 file. The inventory then
+references that file: the token never enters PostgreSQL, the output or an exception message.
+`rotate_token` (`kq clusters rotate`) requests a fresh one and atomically replaces the file; the
+previous token stays valid until its own expiry (deleting the ServiceAccount revokes every token at
+once; docs/DEPLOY.md). Registering again deletes the never-expiring token Secret `kq-reader-token`
+that registrations before bounded tokens created (when it is ours).
+
+Rotation runs with the admin context (or any identity allowed to `create` `serviceaccounts/token` for
+kq-reader/kq-reader), never with the reader's own token: a reader able to mint its own tokens would
+turn one leaked token into access without end, which is what the lifetime is there to prevent.
+
+What the reader is granted: `list` on each resource the collected tables read, `get` on the
+kube-system namespace and on discovery. With kubernetes_secrets collected (the default) that includes
+`list` on every Secret of the cluster: the list responses carry the values (over TLS), though the
+extractor drops them while parsing; a token of this role is therefore as sensitive as read access to
+every Secret. `--tables '!kubernetes_secrets'` leaves `secrets` out of the role.
 
 The ClusterRole is built here from the schema registry and the cluster's selection (`Collect`): `list`
 on the source resource of every table the selection collects, so a cluster that does not collect
@@ -24,10 +38,11 @@ selection's role on a cluster without CRDs; the tests check it against `reader_m
 
 from __future__ import annotations
 
-import base64
 import os
-import time
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -44,10 +59,16 @@ from kq_pipeline.rows.custom import crd_kind
 
 READER = "kq-reader"
 """Name of the namespace, ServiceAccount, ClusterRole and ClusterRoleBinding on every target."""
-TOKEN_SECRET = "kq-reader-token"
+LEGACY_TOKEN_SECRET = "kq-reader-token"
+"""The token Secret (a token that never expires) registrations made before bounded tokens."""
 RBAC_GROUP = "rbac.authorization.k8s.io"
 DISCOVERY_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/version")
-TOKEN_WAIT_S = 30.0
+TOKEN_REQUEST_API_VERSION = "authentication.k8s.io/v1"
+DEFAULT_TOKEN_TTL = "30d"
+MIN_TOKEN_TTL_S = 600
+"""kube-apiserver refuses a TokenRequest for less than 10 minutes."""
+_DURATION = re.compile(r"(\d+)([dhms])")
+_UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 CUSTOM_RBAC = ("kinds", "groups")
 """How custom resources are granted: each selected kind's plural (default), or each selected group whole."""
 _CRD_SOURCE = registry_table(CUSTOM_RESOURCE_DEFINITIONS_TABLE).source
@@ -167,17 +188,6 @@ def reader_manifests(
             "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": READER},
             "subjects": [{"kind": "ServiceAccount", "name": READER, "namespace": READER}],
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": TOKEN_SECRET,
-                "namespace": READER,
-                "labels": labels,
-                "annotations": {"kubernetes.io/service-account.name": READER},
-            },
-            "type": "kubernetes.io/service-account-token",
-        },
     ]
 
 
@@ -201,12 +211,10 @@ def _status_message(resp: httpx.Response) -> str:
         return resp.reason_phrase
 
 
-def _client(access: ClusterAccess, token: str | None = None, ca_pem: str | None = None) -> httpx.Client:
-    if ca_pem is not None:
-        verify: Any = ClusterAccess(name=access.name, server=access.server, ca_data=ca_pem).ssl_context()
-    else:
-        verify = access.ssl_context() if access.uses_tls else False
-    bearer = token if token is not None else access.bearer_token()
+def _client(access: ClusterAccess) -> httpx.Client:
+    """A client with the admin context's credentials (token, exec plugin or client certificate)."""
+    verify: Any = access.ssl_context() if access.uses_tls else False
+    bearer = access.bearer_token()
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
     return httpx.Client(base_url=access.server, verify=verify, headers=headers, timeout=30.0)
 
@@ -298,25 +306,123 @@ class _Target:
             if not token:
                 return crds
 
-    def wait_for_token(self, timeout_s: float) -> tuple[str, str]:
-        """(token, CA PEM) once the token controller has filled the Secret."""
-        path = f"/api/v1/namespaces/{READER}/secrets/{TOKEN_SECRET}"
-        what = f"read Secret {READER}/{TOKEN_SECRET}"
-        deadline = time.monotonic() + timeout_s
-        while True:
-            resp = self._request("GET", path, what)
-            if resp.status_code != 200:
-                raise self._fail(what, f"HTTP {resp.status_code}: {_status_message(resp)}")
-            data = resp.json().get("data") or {}
-            if data.get("token") and data.get("ca.crt"):
-                return base64.b64decode(data["token"]).decode(), base64.b64decode(data["ca.crt"]).decode()
-            if time.monotonic() >= deadline:
-                raise self._fail(
-                    what,
-                    f"the token controller did not fill it within {timeout_s:g}s (is the Secret's "
-                    f"service account {READER}/{READER} there?)",
-                )
-            time.sleep(0.1)
+    def request_token(self, ttl_s: int) -> IssuedToken:
+        """A new token of kq-reader/kq-reader from the TokenRequest API, valid for `ttl_s` seconds
+        (or less, when the server caps token lifetimes: the expiry returned is the one that counts)."""
+        path = f"/api/v1/namespaces/{READER}/serviceaccounts/{READER}/token"
+        what = f"request a token for ServiceAccount {READER}/{READER}"
+        body = {
+            "apiVersion": TOKEN_REQUEST_API_VERSION,
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": ttl_s},
+        }
+        resp = self._request("POST", path, what, json=body)
+        if resp.status_code == 404:
+            raise self._fail(
+                what,
+                f"the ServiceAccount is missing (deleted to revoke its tokens?); `kq clusters register` "
+                f"creates it again (HTTP 404: {_status_message(resp)})",
+            )
+        if resp.status_code not in (200, 201):
+            hint = (
+                f" (the context's identity needs `create` on serviceaccounts/token for {READER}/{READER})"
+                if resp.status_code == 403
+                else ""
+            )
+            raise self._fail(what, f"HTTP {resp.status_code}: {_status_message(resp)}{hint}")
+        status = (resp.json() or {}).get("status") or {}
+        token, expiry = status.get("token"), status.get("expirationTimestamp")
+        if not token or not expiry:
+            raise self._fail(what, "the answer has no status.token or status.expirationTimestamp")
+        try:
+            expires_at = datetime.fromisoformat(str(expiry).replace("Z", "+00:00"))
+        except ValueError:
+            raise self._fail(what, f"status.expirationTimestamp {expiry!r} is not RFC 3339") from None
+        return IssuedToken(token=token, expires_at=expires_at, requested_s=ttl_s)
+
+    def remove_legacy_token_secret(self) -> None:
+        """Delete the never-expiring token Secret an earlier registration made, which revokes its
+        token; one that is not ours is reported and left alone. Runs after the new token file is in
+        place, so the pipeline never goes without a working token."""
+        path = f"/api/v1/namespaces/{READER}/secrets/{LEGACY_TOKEN_SECRET}"
+        name = f"Secret {READER}/{LEGACY_TOKEN_SECRET}"
+        resp = self._request("GET", path, f"read {name}")
+        if resp.status_code == 404:
+            return
+        if resp.status_code != 200:
+            self.out.write(
+                f"warning: cannot check for the legacy token {name}: HTTP {resp.status_code}: "
+                f"{_status_message(resp)}\n"
+            )
+            return
+        secret = resp.json()
+        annotations = (secret.get("metadata") or {}).get("annotations") or {}
+        if not _is_ours(secret) or annotations.get("kubernetes.io/service-account.name") != READER:
+            self.out.write(
+                f"warning: {name} exists and is not labelled as kq-pipeline's; left as it is (if it is "
+                f"a token of {READER}, it never expires: delete it when nothing uses it)\n"
+            )
+            return
+        gone = self._request("DELETE", path, f"delete {name}")
+        if gone.status_code not in (200, 202, 404):
+            self.out.write(
+                f"warning: could not delete the legacy token {name} (its token never expires): "
+                f"HTTP {gone.status_code}: {_status_message(gone)}\n"
+            )
+            return
+        self.out.write(f"deleted   {name} (its token never expired; the new one replaces it)\n")
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token from the TokenRequest API and its expiry; the token is excluded from repr."""
+
+    token: str = field(repr=False)
+    expires_at: datetime
+    requested_s: int
+
+    def describe(self, now: datetime | None = None) -> str:
+        """ "expires at 2025-07-01T12:00:00Z (in 30d)", and a note when the server shortened it."""
+        now = now or datetime.now(UTC)
+        left = int((self.expires_at - now).total_seconds())
+        text = f"expires at {self.expires_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} (in {format_duration(left)})"
+        if left < self.requested_s - 60:
+            text += f"; {format_duration(self.requested_s)} was asked: the server caps token lifetimes"
+        return text
+
+
+def parse_duration(text: str) -> int:
+    """Seconds of "30d", "720h", "1h30m", "900s" or "900" (seconds); ValueError otherwise."""
+    raw = text.strip().lower()
+    if raw.isdigit():
+        return int(raw)
+    parts = _DURATION.findall(raw)
+    if not parts or "".join(n + u for n, u in parts) != raw:
+        raise ValueError(f"not a duration: {text!r} (examples: 30d, 720h, 90m, 3600s)")
+    return sum(int(n) * _UNIT_S[u] for n, u in parts)
+
+
+def format_duration(seconds: int) -> str:
+    """In the largest unit it fills, rounded: 30d, 12h, 45m, 30s; "expired" below zero."""
+    if seconds < 0:
+        return "expired"
+    if seconds >= 60:
+        seconds = (seconds + 30) // 60 * 60  # a 1h token read a second later is still "1h"
+    for unit, size in _UNIT_S.items():
+        if seconds >= size:
+            return f"{(seconds + size // 2) // size}{unit}"
+    return "0s"
+
+
+def token_ttl_seconds(text: str | int) -> int:
+    """A --token-ttl value in seconds, at least the 10 minutes kube-apiserver accepts."""
+    try:
+        seconds = text if isinstance(text, int) else parse_duration(text)
+    except ValueError as exc:
+        raise RegisterError(f"--token-ttl: {exc}") from None
+    if seconds < MIN_TOKEN_TTL_S:
+        raise RegisterError(f"--token-ttl: at least 10m (kube-apiserver's minimum), got {text}")
+    return seconds
 
 
 def _is_ours(obj: dict[str, Any]) -> bool:
@@ -339,25 +445,76 @@ def _grants(rules: list[dict[str, Any]]) -> set[str]:
     return out
 
 
-def _write_token(path: Path, token: str) -> None:
+def token_path(token_dir: Path, cluster_name: str) -> Path:
+    """Where the token of `cluster_name` is written: `<token_dir>/<name>.token`, from the command line
+    only (never a path read from the database, which a database writer could point anywhere)."""
+    return Path(token_dir).expanduser().resolve() / f"{cluster_name}.token"
+
+
+def write_token_file(path: Path, token: str) -> None:
+    """Replace `path` atomically by a file that is mode 0600 from its creation.
+
+    The pipeline re-reads the file on every request: it sees the old token or the new one, never a
+    partial file, and no one else ever sees either. The temporary file is created with O_EXCL (a
+    planted file or symlink is never written through) and renamed over `path` (a symlink there is
+    replaced, not followed)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its old mode on open: force it
+        os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask, before a byte is written
         os.write(fd, token.encode() + b"\n")
-    finally:
+        os.fsync(fd)
+    except BaseException:
         os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
 
 
-def _verify(name: str, access: ClusterAccess, token: str, ca_pem: str) -> None:
-    """The new identity must read with the CA it was given; catches a CA that does not match the server."""
+def _target_ca(name: str, context: str, access: ClusterAccess) -> str | None:
+    """The CA the inventory entry verifies the server with: the admin context's own (data or file), the
+    one that already verified this very URL; None means the system's trust store.
+
+    A context that skips TLS verification gives nothing to verify with, and the reader's token must
+    never go to an unverified server: that is refused."""
+    if not access.uses_tls:
+        return None
+    if access.insecure_skip_tls_verify:
+        raise RegisterError(
+            f"cluster {name}: context {context!r} skips TLS verification (insecure-skip-tls-verify), so "
+            "there is no CA to verify the reader's connection with; give the context the cluster's CA "
+            "(certificate-authority-data or certificate-authority)"
+        )
+    if access.ca_data:
+        return access.ca_data.decode() if isinstance(access.ca_data, bytes) else access.ca_data
+    if access.ca_file:
+        try:
+            return Path(access.ca_file).read_text()
+        except OSError as exc:
+            raise RegisterError(
+                f"cluster {name}: cannot read CA file {access.ca_file}: {exc.strerror}"
+            ) from None
+    return None
+
+
+def _verify(name: str, access: ClusterAccess, token: str, ca_pem: str | None) -> None:
+    """The new token must read kube-system with the CA the entry will store: proves the identity works
+    and the CA matches the server. Only the token authenticates (no client certificate of the admin
+    context is presented, which would make any token pass)."""
+    reader = ClusterAccess(
+        name=name, server=access.server, ca_data=ca_pem, tls_server_name=access.tls_server_name
+    )
+    verify: Any = reader.ssl_context() if reader.uses_tls else False
+    headers = {"Authorization": f"Bearer {token}"}
     try:
-        with _client(access, token=token, ca_pem=ca_pem if access.uses_tls else None) as c:
+        with httpx.Client(base_url=access.server, verify=verify, headers=headers, timeout=30.0) as c:
             resp = c.get("/api/v1/namespaces/kube-system")
     except httpx.HTTPError as exc:
         raise RegisterError(
-            f"cluster {name}: the reader token does not work with the Secret's ca.crt: "
-            f"{exc.__class__.__name__}"
+            f"cluster {name}: the reader token does not work with the cluster's CA: {exc.__class__.__name__}"
         ) from None
     if resp.status_code != 200:
         raise RegisterError(
@@ -378,22 +535,24 @@ def register_cluster(
     dry_run: bool,
     token_dir: Path,
     out: TextIO,
-    token_wait_s: float = TOKEN_WAIT_S,
     collect: Collect | None = None,
     custom_rbac: str = "kinds",
+    token_ttl: str | int = DEFAULT_TOKEN_TTL,
 ) -> Cluster | None:
     """Create the read-only reader on the target and return its inventory entry (None on a dry run).
 
     The reader's rules follow `collect` (stored with the entry) and, for custom resources, the CRDs the
     cluster has now (read with the admin credentials, also on a dry run). Idempotent: objects that
-    exist are left as they are but for our ClusterRole's rules, brought up to date; re-running re-reads
-    the same token.
+    exist are left as they are but for our ClusterRole's rules, brought up to date; every run requests
+    a new token (`token_ttl`: "30d", "720h" or seconds) and replaces the token file.
     """
     collect = collect or Collect()
     if custom_rbac not in CUSTOM_RBAC:
         raise RegisterError(f"custom_rbac must be one of {', '.join(CUSTOM_RBAC)}, got {custom_rbac!r}")
+    ttl_s = token_ttl_seconds(token_ttl)
     cluster_name = validate_name(name) if name else name_from_context(context)
     access = access_from_kubeconfig(admin_kubeconfig, context)
+    ca_pem = _target_ca(cluster_name, context, access)
     with _client(access) as client:
         target = _Target(cluster_name, client, out)
         crds = target.custom_resource_definitions() if _needs_crds(collect) else []
@@ -402,24 +561,72 @@ def register_cluster(
         if dry_run:
             out.write(f"# dry run: these objects would be created on context {context!r}; nothing changed\n")
             out.write(f"# {_custom_summary(collect, crds, granted, custom_rbac)}\n")
+            lifetime = format_duration(ttl_s)
+            out.write(f"# then a token of {READER}/{READER} valid for {lifetime} (TokenRequest)\n")
             out.write(yaml.safe_dump_all(manifests, sort_keys=False))
             return None
         for obj in manifests:
             target.ensure(obj)
-        token, ca_pem = target.wait_for_token(token_wait_s)
-    out.write(f"{_custom_summary(collect, crds, granted, custom_rbac)}\n")
-    _verify(cluster_name, access, token, ca_pem)
-    token_file = Path(token_dir).expanduser().resolve() / f"{cluster_name}.token"
-    _write_token(token_file, token)
-    out.write(f"token of {READER}/{READER} written to {token_file} (mode 0600)\n")
+        issued = target.request_token(ttl_s)
+        out.write(f"{_custom_summary(collect, crds, granted, custom_rbac)}\n")
+        _verify(cluster_name, access, issued.token, ca_pem)
+        token_file = token_path(token_dir, cluster_name)
+        write_token_file(token_file, issued.token)
+        out.write(f"token of {READER}/{READER} written to {token_file} (mode 0600), {issued.describe()}\n")
+        target.remove_legacy_token_secret()
     return Cluster(
         name=cluster_name,
         server=access.server,
         token_file=str(token_file),
-        ca_data=ca_pem if access.uses_tls else None,
+        ca_data=ca_pem,
         source="cli",
         collect=collect,
     )
+
+
+def rotate_token(
+    admin_kubeconfig: Path,
+    context: str,
+    *,
+    cluster: Cluster,
+    token_dir: Path,
+    out: TextIO,
+    token_ttl: str | int = DEFAULT_TOKEN_TTL,
+) -> IssuedToken:
+    """Request a fresh token for a registered cluster's reader, verify it, and atomically replace
+    `<token_dir>/<name>.token`. The previous token keeps working until its own expiry.
+
+    `context` must reach the same server as the inventory entry (a token of another cluster is never
+    written under this one's name); its identity needs only `create` on serviceaccounts/token for
+    kq-reader/kq-reader. Nothing in the target or the inventory changes."""
+    ttl_s = token_ttl_seconds(token_ttl)
+    if not cluster.token_file:
+        raise RegisterError(
+            f"cluster {cluster.name}: it does not read a token file (added with a kubeconfig or a token "
+            "environment variable); rotate renews the token `kq clusters register` wrote"
+        )
+    access = access_from_kubeconfig(admin_kubeconfig, context)
+    if access.server.rstrip("/") != cluster.server.rstrip("/"):
+        raise RegisterError(
+            f"cluster {cluster.name}: context {context!r} points at {access.server}, but the inventory "
+            f"reaches the cluster at {cluster.server}; give the context of that cluster"
+        )
+    ca_pem = _target_ca(cluster.name, context, access)
+    with _client(access) as client:
+        issued = _Target(cluster.name, client, out).request_token(ttl_s)
+    _verify(cluster.name, access, issued.token, ca_pem)
+    path = token_path(token_dir, cluster.name)
+    write_token_file(path, issued.token)
+    out.write(
+        f"token of {READER}/{READER} for {cluster.name} renewed in {path} (mode 0600), {issued.describe()}; "
+        "the previous token stays valid until its own expiry\n"
+    )
+    if Path(cluster.token_file) != path:
+        out.write(
+            f"note: the inventory reads this cluster's token from {cluster.token_file}: copy the new file "
+            "there (docs/DEPLOY.md, \"Rotating a target's token\")\n"
+        )
+    return issued
 
 
 def _custom_summary(

@@ -72,7 +72,7 @@ def test_load_prints_one_line_per_cluster_replaces_and_survives_one_failing(
         assert signal.getsignal(signal.SIGTERM) == sigterm  # Dagster's run leaves signals as they were
         per_cluster = "SELECT cluster_name, count(*) FROM kubernetes_pods GROUP BY 1 ORDER BY 1"
         assert _query(kq_env, per_cluster) == [(n, 200) for n in names]
-        timed = "SELECT count(*) FROM kq_loads WHERE status = 'success' AND duration_ms >= 0"
+        timed = "SELECT count(*) FROM kq_meta.loads WHERE status = 'success' AND duration_ms >= 0"
         assert _query(kq_env, timed) == [(5 * len(TABLES),)]
 
         assert main(["load", "--tables"]) == 0  # replace, not append; and every table's line
@@ -96,7 +96,8 @@ def test_load_prints_one_line_per_cluster_replaces_and_survives_one_failing(
         )
         failures = _query(
             kq_env,
-            "SELECT DISTINCT table_name FROM kq_loads WHERE cluster_name = 'sim-1' AND status = 'failed'",
+            "SELECT DISTINCT table_name FROM kq_meta.loads"
+            " WHERE cluster_name = 'sim-1' AND status = 'failed'",
         )
         assert len(failures) == len(TABLES)
 
@@ -148,7 +149,7 @@ def test_register_a_target_then_load_it_with_the_reader_token(
         assert main([*args, "--name", "prod-1", "--token-dir", str(tmp_path / "tokens")]) == 0
         assert "registered prod-1" in capsys.readouterr().out
         assert main(["load", "--cluster", "prod-1"]) == 0
-    (token_file,) = _query(kq_env, "SELECT token_file FROM kq_clusters WHERE name = 'prod-1'")[0]
+    (token_file,) = _query(kq_env, "SELECT token_file FROM kq_meta.clusters WHERE name = 'prod-1'")[0]
     assert Path(token_file).parent == tmp_path / "tokens"
     assert _query(kq_env, "SELECT count(*) FROM kubernetes_pods WHERE cluster_name = 'prod-1'") == [(20,)]
 
@@ -171,7 +172,7 @@ def test_register_with_a_selection_grants_what_it_collects_and_registering_again
     granted = {r for rule in role["rules"] for r in rule.get("resources", ())}
     assert "secrets" not in granted and {"certificates", "issuers", "clusterissuers"} <= granted
     assert "applications" not in granted
-    assert _query(kq_env, "SELECT collect FROM kq_clusters WHERE name = 'ops'") == [
+    assert _query(kq_env, "SELECT collect FROM kq_meta.clusters WHERE name = 'ops'") == [
         ({"tables": ["!kubernetes_secrets"], "custom_kinds": ["cert-manager.io/*"]},)
     ]
     loaded = "SELECT DISTINCT api_group FROM kubernetes_custom_resources WHERE cluster_name = 'ops'"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import stat
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import yaml
 
 from kq_pipeline.collect import Collect
 from kq_pipeline.inventory import access_for, get_cluster, upsert_clusters
-from kq_pipeline.register import READER, TOKEN_SECRET, RegisterError, reader_manifests, register_cluster
+from kq_pipeline.register import READER, RegisterError, reader_manifests, register_cluster
 from kq_pipeline.simulator import Fleet
 from kq_pipeline_tests.deploy.targets import fresh_target
 
@@ -32,13 +31,12 @@ def admin(fleet: Fleet, tmp_path: Path) -> Path:
     return fleet.write_kubeconfig(tmp_path / "admin.yaml")
 
 
-def _stored_token(fleet: Fleet) -> str:
-    sim = fleet.clusters["prod-eu"]
-    rtype = sim.catalog.lookup("", "v1", "secrets")
-    assert rtype is not None
-    secret = sim.store.get(rtype, READER, TOKEN_SECRET)
-    assert secret is not None
-    return base64.b64decode(secret["data"]["token"]).decode()
+def _stored_token(fleet: Fleet, token_file: str | None) -> str:
+    """The token in the file, which the target takes for its reader ServiceAccount's."""
+    token = Path(token_file or "").read_text().strip()
+    who = fleet.clusters["prod-eu"].tokens.authenticate(token)
+    assert who is not None and who.name == f"system:serviceaccount:{READER}:{READER}"
+    return token
 
 
 def test_register_creates_the_reader_and_returns_a_token_file_entry(
@@ -47,7 +45,7 @@ def test_register_creates_the_reader_and_returns_a_token_file_entry(
     out = io.StringIO()
     cluster = register_cluster(admin, "prod-eu", name=None, dry_run=False, token_dir=tmp_path / "t", out=out)
     assert cluster is not None
-    token = _stored_token(fleet)
+    token = _stored_token(fleet, cluster.token_file)
     assert cluster.name == "prod-eu" and cluster.server == fleet.clusters["prod-eu"].url
     assert cluster.kubeconfig is None and cluster.token_env is None
     assert cluster.ca_data == fleet.ca_pem
@@ -56,7 +54,7 @@ def test_register_creates_the_reader_and_returns_a_token_file_entry(
     assert path.read_text().strip() == token
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert token not in out.getvalue() and token not in repr(cluster)
-    assert out.getvalue().count("created   ") == 5
+    assert out.getvalue().count("created   ") == 4
     with httpx.Client(
         base_url=cluster.server,
         verify=access_for(cluster).ssl_context(),
@@ -79,7 +77,7 @@ def test_register_is_idempotent(fleet: Fleet, admin: Path, tmp_path: Path):
     out = io.StringIO()
     again = register_cluster(admin, "prod-eu", name="eu-1", dry_run=False, token_dir=tmp_path, out=out)
     assert again == first
-    assert out.getvalue().count("unchanged ") == 5 and "warning" not in out.getvalue()
+    assert out.getvalue().count("unchanged ") == 4 and "warning" not in out.getvalue()
 
 
 def test_dry_run_prints_the_manifests_and_changes_nothing(fleet: Fleet, admin: Path, tmp_path: Path):
@@ -119,26 +117,6 @@ def test_a_foreign_binding_of_the_same_name_is_reported_not_trusted(tmp_path: Pa
         assert not list(tmp_path.glob("*.token"))
 
 
-def test_a_token_controller_that_never_answers_is_a_clear_error(fleet: Fleet, admin: Path, tmp_path: Path):
-    api = fleet.clusters["prod-eu"].api
-    assert api is not None
-    api.tokens.delay_s = 5.0
-    with pytest.raises(
-        RegisterError,
-        match=r"cluster prod-eu: read Secret kq-reader/kq-reader-token: the token "
-        r"controller did not fill it within 0.3s",
-    ):
-        register_cluster(
-            admin,
-            "prod-eu",
-            name=None,
-            dry_run=False,
-            token_dir=tmp_path,
-            out=io.StringIO(),
-            token_wait_s=0.3,
-        )
-
-
 def test_the_inventory_row_holds_a_file_reference_never_the_token(
     fleet: Fleet, admin: Path, tmp_path: Path, pg_dsn: str
 ):
@@ -146,11 +124,11 @@ def test_the_inventory_row_holds_a_file_reference_never_the_token(
         admin, "prod-eu", name=None, dry_run=False, token_dir=tmp_path, out=io.StringIO()
     )
     assert cluster is not None
-    token = _stored_token(fleet)
+    token = _stored_token(fleet, cluster.token_file)
     with psycopg.connect(pg_dsn) as conn:
         upsert_clusters(conn, [cluster])
         assert get_cluster(conn, "prod-eu") == cluster
-        dump = conn.execute("SELECT row_to_json(c)::text FROM kq_clusters c").fetchone()
+        dump = conn.execute("SELECT row_to_json(c)::text FROM kq_meta.clusters c").fetchone()
     assert dump is not None and token not in dump[0] and str(tmp_path) in dump[0]
 
 

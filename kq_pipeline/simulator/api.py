@@ -29,6 +29,8 @@ from kq_pipeline.simulator.store import ClusterStore, ContinueToken, InvalidCont
 from kq_pipeline.simulator.writes import TokenController, Writes
 
 TOKEN_USER = "system:serviceaccount:kube-system:kq-reader"
+SUBRESOURCES = frozenset({("", "serviceaccounts", "token")})
+"""The subresources served (group, resource, subresource): TokenRequest, create only."""
 ANONYMOUS = "system:anonymous"
 _PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
 
@@ -49,6 +51,8 @@ class Request:
     """The CN of a verified client certificate, if one was presented."""
     loopback: bool = True
     body: bytes = b""
+    content_type: str | None = None
+    """Of the body: JSON, or Kubernetes protobuf (what kubectl sends for built-in kinds)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class _Route:
     rtype: ResourceType
     namespace: str | None
     name: str | None
+    subresource: str | None = None
 
 
 class ClusterApi:
@@ -73,7 +78,10 @@ class ClusterApi:
         *,
         ca_pem: str = "",
         token_delay_s: float = 0.05,
+        tokens: TokenController | None = None,
     ) -> None:
+        """`tokens`: the cluster's token controller, kept across restarts (its tokens stay valid);
+        a new one by default."""
         self.name = name
         self.store = store
         self._token = token
@@ -81,7 +89,7 @@ class ClusterApi:
         self.authorizer = authorizer
         self.stopping = stopping or threading.Event()
         self.stored_rbac = StoredRbac(catalog, store)
-        self.tokens = TokenController(catalog, store, ca_pem, token_delay_s)
+        self.tokens = tokens or TokenController(catalog, store, ca_pem, token_delay_s)
         self.writes = Writes(catalog, store, self.tokens)
         self.crd_deleter: Callable[[str], dict[str, Any] | None] | None = None
         """Deletes a CRD (and its kinds and objects) by name; set by the cluster. None: CRDs are read-only."""
@@ -131,7 +139,7 @@ class ClusterApi:
             if retry is not None:
                 raise status.too_many_requests(retry)
             if req.method in ("POST", "PUT", "DELETE"):
-                return self._write(req.method, path, user, req.body)
+                return self._write(req.method, path, user, req.body, req.content_type)
             if req.method not in ("GET", "HEAD"):
                 raise status.ApiError(
                     405,
@@ -161,24 +169,43 @@ class ClusterApi:
         return Principal(ANONYMOUS)
 
     def _authorize(
-        self, who: Principal, verb: str, rt: ResourceType, namespace: str | None, name: str | None
+        self,
+        who: Principal,
+        verb: str,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str | None,
+        subresource: str | None = None,
     ) -> None:
+        """RBAC on the resource, or on "<resource>/<subresource>" for a subresource (as RBAC names it)."""
+        resource = f"{rt.resource}/{subresource}" if subresource else rt.resource
         if who.bound:
-            allowed = self.stored_rbac.allows(who, verb, rt.group, rt.resource, namespace, name)
+            allowed = self.stored_rbac.allows(who, verb, rt.group, resource, namespace, name)
         else:
             rules = self.authorizer
-            allowed = rules is None or rules.allows(verb, rt.group, rt.resource, namespace, name)
+            allowed = rules is None or rules.allows(verb, rt.group, resource, namespace, name)
         if not allowed:
-            raise status.forbidden(who.name, verb, rt.resource, rt.group, namespace, name)
+            raise status.forbidden(
+                who.name, verb, rt.resource, rt.group, namespace, name, subresource=subresource
+            )
 
-    def _write(self, method: str, path: str, who: Principal, body: bytes) -> Response:
+    def _write(
+        self, method: str, path: str, who: Principal, body: bytes, content_type: str | None = None
+    ) -> Response:
         route = self._resolve(path)
         if route is None:
             raise status.path_not_found()
         rt = route.rtype
         verb = {"POST": "create", "PUT": "update"}.get(method, "delete")
         if who.name == ANONYMOUS:
-            raise status.forbidden(who.name, verb, rt.resource, rt.group, route.namespace, route.name)
+            where = (rt.resource, rt.group, route.namespace, route.name)
+            raise status.forbidden(who.name, verb, *where, subresource=route.subresource)
+        if route.subresource is not None:  # serviceaccounts/<name>/token: create only
+            if verb != "create":
+                raise status.method_not_allowed(verb, f"{rt.resource}/{route.subresource}", rt.group)
+            self._authorize(who, verb, rt, route.namespace, route.name, route.subresource)
+            issued = self.tokens.request_token(route.namespace or "", route.name or "", body, content_type)
+            return Response(201, orjson.dumps(issued))
         crd_delete = verb == "delete" and rt.key == CRD_KEY and self.crd_deleter is not None
         allowed = self.writes.deletable(rt) if verb == "delete" else self.writes.writable(rt)
         if not (allowed or crd_delete) or (verb == "create") == (route.name is not None):
@@ -255,6 +282,8 @@ class ClusterApi:
             raise status.path_not_found()
         verb = "get" if route.name else ("watch" if query.get("watch") in ("1", "true") else "list")
         rt = route.rtype
+        if route.subresource is not None:
+            raise status.method_not_allowed(verb, f"{rt.resource}/{route.subresource}", rt.group)
         self._authorize(who, verb, rt, route.namespace, route.name)
         if verb == "watch":
             raise status.method_not_allowed("watch", rt.resource, rt.group)
@@ -273,15 +302,18 @@ class ClusterApi:
         namespace: str | None = None
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
-        if len(rest) > 2:
-            return None  # subresources are not simulated
+        if len(rest) > 3:
+            return None
         rtype = self.catalog.lookup(group, version, rest[0])
         if rtype is None or (namespace is not None and not rtype.namespaced):
             return None
-        name = rest[1] if len(rest) == 2 else None
+        name = rest[1] if len(rest) >= 2 else None
         if name is not None and rtype.namespaced and namespace is None:
             return None
-        return _Route(rtype, namespace, name)
+        sub = rest[2] if len(rest) == 3 else None
+        if sub is not None and (rtype.group, rtype.resource, sub) not in SUBRESOURCES:
+            return None  # other subresources are not simulated
+        return _Route(rtype, namespace, name, sub)
 
     # --- handlers -------------------------------------------------------------------------------
     def _get(self, route: _Route) -> Response:

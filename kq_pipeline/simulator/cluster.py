@@ -18,6 +18,7 @@ from kq_pipeline.simulator.faults import FaultController
 from kq_pipeline.simulator.rbac import Authorizer
 from kq_pipeline.simulator.server import ApiHttpServer
 from kq_pipeline.simulator.store import ClusterStore
+from kq_pipeline.simulator.writes import TokenController
 
 if TYPE_CHECKING:
     from kq_pipeline.simulator.churn import ChurnReport
@@ -70,6 +71,9 @@ class SimulatedCluster:
             served = {rt: objects_for(rt, generated) for rt in self.catalog.types}
             self.store = ClusterStore(served, continue_ttl)
         self.faults = FaultController(on_refuse=self._refuse)
+        self.tokens = TokenController(self.catalog, self.store, ca_pem, token_delay_s)
+        """Service-account tokens (TokenRequest and token Secrets); they outlive a stop and start.
+        Tests move `tokens.clock` forward to expire them."""
         self._stopping = threading.Event()
         self._authorizer = Authorizer(rbac_rules) if rbac_rules is not None else None
         self._server: ApiHttpServer | None = None
@@ -185,6 +189,7 @@ class SimulatedCluster:
                 self._stopping,
                 ca_pem=self._ca_pem,
                 token_delay_s=self._token_delay_s,
+                tokens=self.tokens,
             )
             self.api.crd_deleter = self.remove_crd
             self.api.request_log = self.request_log

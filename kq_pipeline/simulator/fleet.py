@@ -115,6 +115,7 @@ class Fleet:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode on open: private before a token is written
         with os.fdopen(fd, "w") as fh:
             yaml.safe_dump(self.kubeconfig(), fh, sort_keys=False)
         return out

@@ -32,12 +32,20 @@ class Rule:
         )
 
     def allows(self, verb: str, group: str, resource: str, name: str | None) -> bool:
+        """`resource` is "pods", or "serviceaccounts/token" for a subresource."""
         return (
             (("*" in self.verbs) or verb in self.verbs)
             and (("*" in self.api_groups) or group in self.api_groups)
-            and (("*" in self.resources) or resource in self.resources)
+            and self._resource_matches(resource)
             and (not self.resource_names or (name is not None and name in self.resource_names))
         )
+
+    def _resource_matches(self, resource: str) -> bool:
+        """As kube-apiserver's RBAC: "*", the exact "<resource>[/<subresource>]", or "*/<subresource>"."""
+        if "*" in self.resources or resource in self.resources:
+            return True
+        _, slash, sub = resource.partition("/")
+        return bool(slash) and f"*/{sub}" in self.resources
 
     def allows_path(self, verb: str, path: str) -> bool:
         """A non-resource URL rule: exact path, or a prefix ending in '*' (as kube-apiserver matches)."""

@@ -35,6 +35,7 @@ class _Handler(BaseHTTPRequestHandler):
             cert_user=self.server.peer_user(self.connection),
             loopback=_is_loopback(self.client_address[0]),
             body=body,
+            content_type=self.headers.get("Content-Type"),
         )
         resp = self.server.api.handle(req)
         if resp is None:

@@ -66,13 +66,21 @@ def path_not_found() -> ApiError:
 
 
 def forbidden(
-    user: str, verb: str, resource: str, group: str, namespace: str | None, name: str | None = None
+    user: str,
+    verb: str,
+    resource: str,
+    group: str,
+    namespace: str | None,
+    name: str | None = None,
+    *,
+    subresource: str | None = None,
 ) -> ApiError:
     qual = f"{resource}.{group}" if group else resource
     subject = f'{qual} "{name}"' if name else qual
     scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    named = f"{resource}/{subresource}" if subresource else resource
     msg = (
-        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{resource}" '
+        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{named}" '
         f'in API group "{group}" {scope}'
     )
     return ApiError(403, "Forbidden", msg, _details(resource, group, name))

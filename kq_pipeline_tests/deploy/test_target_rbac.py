@@ -35,7 +35,6 @@ V1_MODELS = {
     "ServiceAccount": "V1ServiceAccount",
     "ClusterRole": "V1ClusterRole",
     "ClusterRoleBinding": "V1ClusterRoleBinding",
-    "Secret": "V1Secret",
 }
 
 
