@@ -33,6 +33,15 @@ def kubequery_data() -> Path:
     return KUBEQUERY_DATA
 
 
+@pytest.fixture
+def kq_env(tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """What a user's shell has for `kq` commands: the fleet database, a private KQ_HOME and DAGSTER_HOME."""
+    monkeypatch.setenv("KQ_DATABASE_URL", pg_dsn)
+    monkeypatch.setenv("KQ_HOME", str(tmp_path / "kq"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    return pg_dsn
+
+
 def write_inventory_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str = "https://10.0.0.2:6443"
 ) -> Path:

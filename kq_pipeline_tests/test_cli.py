@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,14 +31,6 @@ from kq_pipeline.simulator import serve_fleet
 from kq_pipeline.simulator.objects import ClusterSpec
 
 KQ = [sys.executable, "-m", "kq_pipeline.cli"]
-
-
-@pytest.fixture
-def kq_env(tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("KQ_DATABASE_URL", pg_dsn)
-    monkeypatch.setenv("KQ_HOME", str(tmp_path / "kq"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    yield pg_dsn
 
 
 def _query(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:

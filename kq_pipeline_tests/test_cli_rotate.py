@@ -3,7 +3,6 @@ job) runs to keep a target's reader token alive; mistakes end in one line and ex
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,6 @@ import pytest
 from kq_pipeline.cli import main
 from kq_pipeline.simulator import serve_fleet
 from kq_pipeline.simulator.objects import ClusterSpec
-
-
-@pytest.fixture
-def kq_env(tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("KQ_DATABASE_URL", pg_dsn)
-    monkeypatch.setenv("KQ_HOME", str(tmp_path / "kq"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    yield pg_dsn
 
 
 def test_register_with_a_lifetime_then_rotate_the_token(

@@ -116,16 +116,9 @@ def history_ddl(table: Table) -> list[sql.Composed]:
     (cluster_name, valid_to) serves both the load's diff (a cluster's open rows) and the as-of query
     (rows open at t: valid_to IS NULL OR valid_to > t, then valid_from <= t); (valid_to) over the
     closed rows serves the retention prune."""
-    from kq_pipeline.db.schema import column_type, index_name, storage_columns
+    from kq_pipeline.db.schema import column_definitions, index_name
 
-    defs = [
-        sql.SQL("    {} {}{}").format(
-            sql.Identifier(c.name),
-            sql.SQL(column_type(c)),
-            sql.SQL(" NOT NULL" if c.name == "cluster_name" else ""),
-        )
-        for c in storage_columns(table)
-    ]
+    defs = column_definitions(table)
     defs.append(sql.SQL("    {} timestamptz NOT NULL").format(sql.Identifier(VALID_FROM)))
     defs.append(sql.SQL("    {} timestamptz").format(sql.Identifier(VALID_TO)))
     target = ident(table.name)

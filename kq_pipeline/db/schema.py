@@ -198,9 +198,9 @@ def index_name(table: str, columns: tuple[str, ...]) -> str:
     return f"{name[: MAX_IDENTIFIER - 9]}_{digest}"
 
 
-def table_ddl(table: Table) -> list[sql.Composed]:
-    """CREATE TABLE and its indexes for one fleet table."""
-    defs = [
+def column_definitions(table: Table) -> list[sql.Composed]:
+    """The table's columns as CREATE TABLE lists them (its history's start the same way)."""
+    return [
         sql.SQL("    {} {}{}").format(
             sql.Identifier(c.name),
             sql.SQL(column_type(c)),
@@ -208,6 +208,11 @@ def table_ddl(table: Table) -> list[sql.Composed]:
         )
         for c in storage_columns(table)
     ]
+
+
+def table_ddl(table: Table) -> list[sql.Composed]:
+    """CREATE TABLE and its indexes for one fleet table."""
+    defs = column_definitions(table)
     stmts = [
         sql.SQL("CREATE TABLE IF NOT EXISTS {} (\n{}\n)").format(
             sql.Identifier(table.name), sql.SQL(",\n").join(defs)

@@ -17,6 +17,7 @@ from kq_pipeline.simulator.objects import cluster as node_gen
 from kq_pipeline.simulator.objects import network, podspec, storage
 from kq_pipeline.simulator.objects.ctx import Ctx, owner_ref, ts
 from kq_pipeline.simulator.objects.spec import ClusterSpec
+from kq_pipeline.simulator.objects.workloads import daemon_set_status
 
 PODS, NODES, ENDPOINTS, SERVICES = "v1/pods", "v1/nodes", "v1/endpoints", "v1/services"
 DEPLOYMENTS, REPLICASETS = "apps/v1/deployments", "apps/v1/replicasets"
@@ -396,15 +397,7 @@ class Controllers:
             counts = _nonzero({"fullyLabeledReplicas": n, "readyReplicas": ready, "availableReplicas": ready})
             return {"replicas": n} | counts | {"observedGeneration": gen}
         if key == DAEMONSETS:
-            return {
-                "currentNumberScheduled": n,
-                "numberMisscheduled": 0,
-                "desiredNumberScheduled": n,
-                "numberReady": ready,
-                "observedGeneration": gen,
-                "updatedNumberScheduled": n,
-                "numberAvailable": ready,
-            } | ({"numberUnavailable": n - ready} if n > ready else {})
+            return daemon_set_status(n, ready, gen)
         if key == STATEFULSETS:
             status = {
                 k: v

@@ -13,6 +13,7 @@ from kq_pipeline.db.retire import retire_rows
 from kq_pipeline.db.schema import apply_schema
 from kq_pipeline.db.snapshot import exclude_snapshot, replace_snapshot
 from kq_pipeline.frames import to_frame
+from kq_pipeline_tests.db.test_snapshot import pods
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 AS_OF = """
@@ -22,21 +23,6 @@ AS_OF = """
 CURRENT = """
     SELECT name, namespace, priority, labels FROM kubernetes_pods WHERE cluster_name = %s
     ORDER BY name, priority"""
-
-
-def pods(n: int, *, prefix: str = "pod", **extra: str) -> list[dict[str, str]]:
-    return [
-        {
-            "uid": f"{prefix}-uid-{i}",
-            "name": f"{prefix}-{i}",
-            "namespace": f"ns-{i % 3}",
-            "creation_timestamp": "1611191305",
-            "labels": json.dumps({"app": "web" if i % 2 else "db"}),
-            "priority": str(i),
-            **extra,
-        }
-        for i in range(n)
-    ]
 
 
 def load(conn: psycopg.Connection, cluster: str, rows: list[dict[str, str]], at: datetime, **kw):

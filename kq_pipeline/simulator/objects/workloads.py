@@ -316,15 +316,7 @@ class Workloads:
         )
         ready = sum(p["status"]["phase"] == "Running" for p in pods)
         n = len(pods)
-        ds["status"] = {
-            "currentNumberScheduled": n,
-            "numberMisscheduled": 0,
-            "desiredNumberScheduled": n,
-            "numberReady": ready,
-            "observedGeneration": gen,
-            "updatedNumberScheduled": n,
-            "numberAvailable": ready,
-        } | ({"numberUnavailable": n - ready} if n > ready else {})
+        ds["status"] = daemon_set_status(n, ready, gen)
 
     def stateful_set(self, ns: str, replicas: int) -> None:
         ctx, rng = self.ctx, self.rng
@@ -608,3 +600,17 @@ def _counts(fields: dict[str, int]) -> dict[str, int]:
 
 def generate(ctx: Ctx, namespaces: list[str], nodes: list[Obj]) -> None:
     Workloads(ctx, namespaces, nodes).run()
+
+
+def daemon_set_status(scheduled: int, ready: int, generation: int) -> dict[str, int]:
+    """A DaemonSet's status with `scheduled` pods of which `ready` are ready (the generator's and
+    churn's controllers agree on it)."""
+    return {
+        "currentNumberScheduled": scheduled,
+        "numberMisscheduled": 0,
+        "desiredNumberScheduled": scheduled,
+        "numberReady": ready,
+        "observedGeneration": generation,
+        "updatedNumberScheduled": scheduled,
+        "numberAvailable": ready,
+    } | ({"numberUnavailable": scheduled - ready} if scheduled > ready else {})
