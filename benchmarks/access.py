@@ -161,7 +161,7 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
         try:
             for qname, query in QUERIES.items():
                 for who, connect in connects.items():
-                    result.add(f"{qname}: {who}", "s", [_timed(connect, query, 5)])
+                    result.add(f"{qname}: {who}", "ms", [1000 * _timed(connect, query, 5)])
         finally:
             for role, _ in roles.values():
                 access.revoke_reader(owner, role)
