@@ -265,7 +265,8 @@ multiset digest (row count, sum and xor of the row hashes) against their open hi
 small statement; the full statement runs only when they differ. A small cluster's tables rarely
 change between refreshes, and the full statement's fixed cost (about 3 ms: five CTEs, two of them
 writing) then dominates; for large tables, which a refresh usually changes, the check would only add
-a second scan. 0 turns the check off (benchmarks/history.py measures both)."""
+a second scan; a table empty before and after is not even compared. 0 turns the check off
+(benchmarks/history.py measures both)."""
 
 
 @cache
@@ -290,14 +291,24 @@ def _same_statement(table: str) -> sql.Composed:
 
 
 def record_changes(
-    cur: psycopg.Cursor, table: str, cluster: str, at: datetime, *, rows: int | None = None
+    cur: psycopg.Cursor,
+    table: str,
+    cluster: str,
+    at: datetime,
+    *,
+    rows: int | None = None,
+    rows_before: int | None = None,
 ) -> ChangeCounts:
     """Bring `cluster`'s history of `table` in line with the table's current rows, as of `at`.
 
     Call it inside the transaction that changed the table's rows (after the change), holding the
     cluster's lock, so the table and its history commit together and no other load interleaves.
-    `rows`: how many rows the cluster's snapshot holds now, if known (small ones are checked first)."""
+    `rows` / `rows_before`: how many rows the cluster's snapshot holds now / held before, if known:
+    small ones are checked first, and a snapshot empty before and after (its open history rows are
+    the rows it held) needs no statement at all."""
     params = {"cluster": cluster, "at": at}
+    if PRECHECK_MAX_ROWS and rows == 0 and rows_before == 0:
+        return ChangeCounts()
     if rows is not None and rows <= PRECHECK_MAX_ROWS:
         cur.execute(_same_statement(table), params)
         same = cur.fetchone()

@@ -37,15 +37,27 @@ def _load(conn: psycopg.Connection, cluster: str, pods: int = 3) -> None:
         {"uid": f"{cluster}-{i}", "name": f"p{i}", "namespace": f"ns{i % 2}", "node_name": "n1"}
         for i in range(pods)
     ]
-    replace_snapshot(
-        conn,
-        "kubernetes_pods",
-        cluster,
-        to_frame("kubernetes_pods", rows, cluster_name=cluster),
-        run_id="r",
-        started_at=datetime.now(UTC),
-        rows_extracted=pods,
-    )
+    custom = [
+        {
+            "api_group": "cert-manager.io",
+            "api_version": "v1",
+            "kind": "Certificate",
+            "resource": "certificates",
+            "namespace": "ns0",
+            "name": "web",
+            "uid": f"{cluster}-cert",
+        }
+    ]
+    for table, table_rows in (("kubernetes_pods", rows), ("kubernetes_custom_resources", custom)):
+        replace_snapshot(
+            conn,
+            table,
+            cluster,
+            to_frame(table, table_rows, cluster_name=cluster),
+            run_id="r",
+            started_at=datetime.now(UTC),
+            rows_extracted=len(table_rows),
+        )
 
 
 @pytest.fixture
@@ -132,11 +144,15 @@ def test_a_team_role_sees_only_its_clusters_in_every_table_history_and_freshness
         with conn_of() as conn:
             for source in (
                 "kubernetes_pods",
+                "kubernetes_custom_resources",
                 "history.kubernetes_pods",
+                "history.kubernetes_custom_resources",
                 "history.changes",
                 "kq_latest_loads",
             ):
                 assert _clusters(conn, source) == ["prod-eu-1", "prod-eu-2"], source
+            for table in TABLES:  # and every other table (empty here but for the two above)
+                assert set(_clusters(conn, table)) <= {"prod-eu-1", "prod-eu-2"}, table
             assert [n for (n,) in conn.execute("SELECT name FROM kq_meta.clusters ORDER BY 1")] == [
                 "prod-eu-1",
                 "prod-eu-2",
