@@ -1,12 +1,14 @@
 """Case 10: what history costs a steady-state refresh (issue 16: at most 1.25 x history off, same run).
 
 One simulated cluster of the original's largest size (30,000 pods; simulator in a child process) is in
-the inventory twice, as `hist-on` and `hist-off`, so both see exactly the same cluster. Each round
-churns it (`POST /_sim/churn`, 5 % of its objects: pods replaced, deployments rolled and scaled,
-objects deleted and created, nodes added and removed) and then refreshes both names with the pipeline's
-own `refresh_cluster` (all tables, one transaction), `hist-on` keeping history (the default skip list:
-events) and `hist-off` with KQ_HISTORY_SKIP=`*`; which goes first alternates by round. Each sample is
-one whole refresh: list, rows, frames, COPY, and for `hist-on` the history statement of every table.
+the inventory three times, so all see exactly the same cluster. Each round churns it (`POST
+/_sim/churn`, 5 % of its objects: pods replaced, deployments rolled and scaled, objects deleted and
+created, nodes added and removed) and then refreshes each name with the pipeline's own
+`refresh_cluster` (all tables, one transaction), in an order that rotates by round: `hist-on` keeps
+history (the default skip list: events), `hist-off` does not (KQ_HISTORY_SKIP=`*`), and
+`hist-off-seq` neither, with `refresh.FRAME_AHEAD` off (each table's frame built only when its turn
+comes): that mechanism's on/off gain. Each sample is one whole refresh: list, rows, frames, COPY, and
+for `hist-on` the history statement of every table.
 
 A small cluster (200 pods, simulator in the same child process) is refreshed the same way under
 three names: history off, on, and on with the small-table check off (`PRECHECK_MAX_ROWS = 0`: every
@@ -31,7 +33,7 @@ from benchmarks.sizes import Sizes
 from benchmarks.stats import CaseResult, Target, ratio_samples
 
 CLUSTER = "large"
-ON, OFF = "hist-on", "hist-off"
+ON, OFF, OFF_SEQ = "hist-on", "hist-off", "hist-off-seq"
 CHURN = 0.05
 SMALL = "small"
 SMALL_PODS = 200
@@ -50,13 +52,15 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _refresh(dsn: str, name: str, skip: str, precheck: bool = True) -> dict[str, Any]:
+def _refresh(dsn: str, name: str, skip: str, precheck: bool = True, ahead: bool = True) -> dict[str, Any]:
+    from kq_pipeline import refresh
     from kq_pipeline.db import history
     from kq_pipeline.refresh import RefreshSettings, refresh_cluster
     from kq_pipeline.registry import TABLES
 
     os.environ["KQ_HISTORY_SKIP"] = skip
     history.PRECHECK_MAX_ROWS = PRECHECK if precheck else 0
+    refresh.FRAME_AHEAD = ahead
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     outcome = refresh_cluster(dsn, name, list(TABLES), run_id=None, settings=RefreshSettings())
     wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
@@ -98,38 +102,41 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
     )
     kubeconfig = work_dir / "history-kubeconfig.yaml"
     saved = os.environ.get("KQ_HISTORY_SKIP")
-    samples: dict[str, list[dict[str, Any]]] = {ON: [], OFF: []}
+    samples: dict[str, list[dict[str, Any]]] = {ON: [], OFF: [], OFF_SEQ: []}
     growth: list[float] = []
     try:
         with serve_fleet_process([spec], kubeconfig) as fleet:
             with psycopg.connect(dsn) as conn:
-                for name in (ON, OFF):
+                for name in (ON, OFF, OFF_SEQ):
                     inventory.upsert_clusters(
                         conn, inventory.clusters_from_kubeconfig(kubeconfig, [CLUSTER], [name])
                     )
             first = _refresh(dsn, ON, "kubernetes_events")  # first loads: history starts with every row
             _refresh(dsn, OFF, "*")
+            _refresh(dsn, OFF_SEQ, "*", ahead=False)
             result.params["rows_per_refresh"] = first["rows"]
             result.params["history_rows_first_load"] = first["added"]
             for i in range(sizes.repeats):
                 report = fleet.churn(CLUSTER, CHURN, seed=i)
                 result.notes.append(f"round {i}: churn {_summary(report)}")
                 before = _history_bytes(dsn)
-                order = ((ON, "kubernetes_events"), (OFF, "*"))
-                for name, skip in order if i % 2 == 0 else order[::-1]:
-                    samples[name].append(_refresh(dsn, name, skip))
+                order = ((ON, "kubernetes_events", True), (OFF, "*", True), (OFF_SEQ, "*", False))
+                for name, skip, ahead in order[i % 3 :] + order[: i % 3]:
+                    samples[name].append(_refresh(dsn, name, skip, ahead=ahead))
                 if samples[ON][-1]["changed"]:
                     growth.append((_history_bytes(dsn) - before) / samples[ON][-1]["changed"])
         small = _small_cluster(dsn, work_dir)
     finally:
+        from kq_pipeline import refresh
         from kq_pipeline.db import history
 
         history.PRECHECK_MAX_ROWS = PRECHECK
+        refresh.FRAME_AHEAD = True
         if saved is None:
             os.environ.pop("KQ_HISTORY_SKIP", None)
         else:
             os.environ["KQ_HISTORY_SKIP"] = saved
-    on, off = samples[ON], samples[OFF]
+    on, off, off_seq = samples[ON], samples[OFF], samples[OFF_SEQ]
     on_wall = result.add("refresh wall, history on", "s", [s["wall_s"] for s in on])
     off_wall = result.add("refresh wall, history off", "s", [s["wall_s"] for s in off])
     ratio = result.add(
@@ -137,6 +144,15 @@ def run(dsn: str, sizes: Sizes, work_dir: Path) -> CaseResult:
         "x",
         ratio_samples(on_wall.samples, off_wall.samples),
         note="each round's on sample over its off sample (same churned cluster)",
+    )
+    seq_wall = result.add(
+        "refresh wall, history off, frames one after the other", "s", [s["wall_s"] for s in off_seq]
+    )
+    result.add(
+        "frames built ahead: off / on (history off)",
+        "x",
+        ratio_samples(seq_wall.samples, off_wall.samples),
+        note="refresh.FRAME_AHEAD's gain (> 1: it pays)",
     )
     result.add("refresh CPU (this process), history on", "s", [s["cpu_s"] for s in on])
     result.add("refresh CPU (this process), history off", "s", [s["cpu_s"] for s in off])

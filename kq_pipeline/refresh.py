@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import psycopg
 
@@ -196,29 +197,45 @@ def _refresh_locked(
     # keeps its previous rows. Outcomes count only once the commit succeeded.
     loaded: dict[str, TableOutcome] = {}
     trusted = extractor is native_extractor  # JSON rendered by our own row builders
-    with conn.transaction():
-        with conn.cursor() as cur:
-            at = load_time(cur)
-        for table in tables:
-            versioned = table not in skipped
-            if table in excluded:
-                loaded[table] = _exclude_table(
-                    conn, cluster.name, table, excluded[table], run_id, started, versioned=versioned, at=at
+    jobs = [
+        (
+            t,
+            partial(
+                frame_table, cluster.name, t, extract.tables[t], trusted=trusted, collect=cluster.collect
+            ),
+        )
+        for t in tables
+        if t not in excluded and extract.tables[t].rows is not None
+    ]
+    framed = frames_ahead(jobs)
+    try:
+        with conn.transaction():
+            with conn.cursor() as cur:
+                at = load_time(cur)
+            for table in tables:
+                versioned = table not in skipped
+                if table in excluded:
+                    loaded[table] = _exclude_table(
+                        conn,
+                        cluster.name,
+                        table,
+                        excluded[table],
+                        run_id,
+                        started,
+                        versioned=versioned,
+                        at=at,
+                    )
+                    continue
+                te = extract.tables[table]
+                ready = None
+                if te.rows is not None:
+                    name, ready = next(framed)
+                    assert name == table
+                loaded[table] = _load_table(
+                    conn, cluster.name, table, te, ready, run_id, started, versioned=versioned, at=at
                 )
-                continue
-            te = extract.tables[table]
-            loaded[table] = _load_table(
-                conn,
-                cluster.name,
-                table,
-                te,
-                run_id,
-                started,
-                trusted=trusted,
-                collect=cluster.collect,
-                versioned=versioned,
-                at=at,
-            )
+    finally:
+        framed.close()  # a failed transaction: stop building frames nobody will load
     outcome.tables.update(loaded)
 
 
@@ -248,39 +265,85 @@ def _exclude_table(
     return TableOutcome(table, 0, 0, 0, time.perf_counter() - t0, note=why, excluded=True)
 
 
+@dataclass
+class Framed:
+    """One extracted table made ready to load: its typed frame, or why it could not be built."""
+
+    rows: int
+    typed: TypedFrame | None
+    note: str | None
+    error: str | None
+    duration_s: float
+
+
+def frame_table(
+    cluster: str, table: str, te: TableExtract, *, trusted: bool, collect: Collect | None
+) -> Framed:
+    """Rows (of the collected namespaces) to a typed frame; never raises for a table's failure."""
+    t0 = time.perf_counter()
+    rows, ns_note = without_excluded_namespaces(table, te.rows or [], collect or Collect())
+    try:
+        typed = to_frame(table, rows, cluster_name=cluster, validate_json=not trusted)
+    except Exception as exc:
+        error = f"cluster {cluster}: table {table}: load failed: {exc}"
+        return Framed(len(rows), None, None, error, time.perf_counter() - t0)
+    note = data_note("; ".join(n for n in (te.note, ns_note) if n) or None, typed)
+    return Framed(len(rows), typed, note, None, time.perf_counter() - t0)
+
+
+FRAME_AHEAD = True
+"""Build the next table's frame in a thread while this one loads: the loading thread mostly waits for
+PostgreSQL (the COPY's indexes, the history statement, the commit), which releases the GIL. False:
+one after the other (benchmarks/history.py measures both)."""
+
+
+def frames_ahead(jobs: Sequence[tuple[str, Callable[[], Framed]]]) -> Iterator[tuple[str, Framed]]:
+    """Each job's result in order, the next one already being built (at most two frames alive)."""
+    if not FRAME_AHEAD:
+        for table, job in jobs:
+            yield table, job()
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kq-frames") as pool:
+        pending = [(table, pool.submit(job)) for table, job in jobs[:1]]
+        for i in range(len(jobs)):
+            table, future = pending.pop(0)
+            if i + 1 < len(jobs):
+                pending.append((jobs[i + 1][0], pool.submit(jobs[i + 1][1])))
+            yield table, future.result()
+
+
 def _load_table(
     conn: psycopg.Connection,
     cluster: str,
     table: str,
     te: TableExtract,
+    framed: Framed | None,
     run_id: str | None,
     started: datetime,
     *,
-    trusted: bool,
-    collect: Collect | None = None,
     versioned: bool = True,
     at: datetime | None = None,
 ) -> TableOutcome:
-    """Frame and load one extracted table, or record why not; never raises for a table's failure."""
+    """Load one framed table, or record why not; never raises for a table's failure."""
     t0 = time.perf_counter()
-    if te.rows is None:
+    if te.rows is None or framed is None:
         error = te.error or f"cluster {cluster}: table {table}: extraction failed"
         record_failed_load(conn, table, cluster, error=error, run_id=run_id, started_at=started)
         return TableOutcome(table, None, None, 0, te.duration_s, error=error)
-    rows, ns_note = without_excluded_namespaces(table, te.rows, collect or Collect())
+    spent = te.duration_s + framed.duration_s
     try:
-        typed = to_frame(table, rows, cluster_name=cluster, validate_json=not trusted)
-        note = data_note("; ".join(n for n in (te.note, ns_note) if n) or None, typed)
+        if framed.typed is None:
+            raise _FrameFailed(framed.error or "")
         result = replace_snapshot(
             conn,
             table,
             cluster,
-            typed,
+            framed.typed,
             run_id=run_id,
             started_at=started,
-            rows_extracted=len(rows),
-            extract_s=te.duration_s + (time.perf_counter() - t0),
-            note=note,
+            rows_extracted=framed.rows,
+            extract_s=spent + (time.perf_counter() - t0),
+            note=framed.note,
             cluster_locked=True,  # refresh_cluster holds the cluster's session lock
             keep=te.kept_kinds or None,
             versioned=versioned,
@@ -289,20 +352,28 @@ def _load_table(
     except Exception as exc:
         if conn.closed or conn.broken:
             raise  # the cluster's transaction is gone: every table fails, recorded by the caller
-        error = f"cluster {cluster}: table {table}: load failed: {exc}"
+        error = (
+            str(exc)
+            if isinstance(exc, _FrameFailed)
+            else f"cluster {cluster}: table {table}: load failed: {exc}"
+        )
         record_failed_load(conn, table, cluster, error=error, run_id=run_id, started_at=started)
-        return TableOutcome(table, len(rows), None, 0, te.duration_s, error=error)
+        return TableOutcome(table, framed.rows, None, 0, te.duration_s, error=error)
     return TableOutcome(
         table,
-        len(rows),
+        framed.rows,
         result.rows_loaded,
         result.rows_rejected,
-        te.duration_s + (time.perf_counter() - t0),
+        spent + (time.perf_counter() - t0),
         note=result.note,
         rows_kept=result.rows_kept,
         parts=result.parts,
         changes=result.changes,
     )
+
+
+class _FrameFailed(Exception):
+    """The frame of a table could not be built (its message is the table's error)."""
 
 
 MAX_REASONS = 5
