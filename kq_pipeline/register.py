@@ -624,7 +624,7 @@ def rotate_token(
     if Path(cluster.token_file) != path:
         out.write(
             f"note: the inventory reads this cluster's token from {cluster.token_file}: copy the new file "
-            "there (docs/DEPLOY.md, \"Rotating a target's token\")\n"
+            'there (docs/DEPLOY.md, "Rotating a target\'s token")\n'
         )
     return issued
 

@@ -282,56 +282,12 @@ FROM logged"""
     ).format(**params)
 
 
-PRECHECK_MAX_ROWS = 5000
-"""Tables of at most this many rows (the snapshot just written) are first compared whole, as a
-multiset digest (row count, sum and xor of the row hashes) against their open history rows, in one
-small statement; the full statement runs only when they differ. A small cluster's tables rarely
-change between refreshes, and the full statement's fixed cost (about 3 ms: five CTEs, two of them
-writing) then dominates; for large tables, which a refresh usually changes, the check would only add
-a second scan; a table empty before and after is not even compared. 0 turns the check off
-(benchmarks/history.py measures both)."""
-
-
-@cache
-def _same_statement(table: str) -> sql.Composed:
-    """(count, sum, xor) of the table's row hashes equal to its open history rows'? One boolean."""
-    def digest(alias: str, source: sql.Composable, where: str) -> sql.Composed:
-        h = row_hash_sql(table, alias)
-        return sql.SQL("(SELECT ROW(count(*), sum({h}), bit_xor({h})) FROM {src} {a} WHERE {w})").format(
-            h=h, src=source, a=sql.Identifier(alias), w=sql.SQL(where)
-        )
-
-    return sql.SQL("SELECT {} IS NOT DISTINCT FROM {}").format(
-        digest("m", sql.Identifier(table), "m.cluster_name = %(cluster)s"),
-        digest("h", ident(table), "h.cluster_name = %(cluster)s AND h.valid_to IS NULL"),
-    )
-
-
-def record_changes(
-    cur: psycopg.Cursor,
-    table: str,
-    cluster: str,
-    at: datetime,
-    *,
-    rows: int | None = None,
-    rows_before: int | None = None,
-) -> ChangeCounts:
+def record_changes(cur: psycopg.Cursor, table: str, cluster: str, at: datetime) -> ChangeCounts:
     """Bring `cluster`'s history of `table` in line with the table's current rows, as of `at`.
 
     Call it inside the transaction that changed the table's rows (after the change), holding the
-    cluster's lock, so the table and its history commit together and no other load interleaves.
-    `rows` / `rows_before`: how many rows the cluster's snapshot holds now / held before, if known:
-    small ones are checked first, and a snapshot empty before and after (its open history rows are
-    the rows it held) needs no statement at all."""
-    params = {"cluster": cluster, "at": at}
-    if PRECHECK_MAX_ROWS and rows == 0 and rows_before == 0:
-        return ChangeCounts()
-    if rows is not None and rows <= PRECHECK_MAX_ROWS:
-        cur.execute(_same_statement(table), params)
-        same = cur.fetchone()
-        if same is not None and same[0]:
-            return ChangeCounts()
-    cur.execute(_diff_statement(table), params)
+    cluster's lock, so the table and its history commit together and no other load interleaves."""
+    cur.execute(_diff_statement(table), {"cluster": cluster, "at": at})
     row = cur.fetchone()
     assert row is not None
     return ChangeCounts(added=row[0], removed=row[1], modified=row[2])

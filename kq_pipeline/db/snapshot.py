@@ -113,7 +113,6 @@ def replace_snapshot(
         raise ValueError(f"table {table} has no kept_by columns: its snapshot is replaced whole")
     target = sql.Identifier(table)
     kept: dict[tuple[str, ...], int] = {}
-    before: int | None = None  # the rows the snapshot held (known when it is replaced whole)
     with conn.transaction(), conn.cursor() as cur:
         if not cluster_locked:
             cur.execute(CLUSTER_LOCK_SQL, (cluster_name,))
@@ -122,7 +121,6 @@ def replace_snapshot(
             note = "; ".join(p for p in (note, kept_note(keep, kept)) if p)
         else:
             cur.execute(sql.SQL("DELETE FROM {} WHERE cluster_name = %s").format(target), (cluster_name,))
-            before = cur.rowcount
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
             target, sql.SQL(", ").join(map(sql.Identifier, columns))
         )
@@ -134,9 +132,7 @@ def replace_snapshot(
         parts = _part_counts(frame, spec.kept_by, kept, keep) if spec.kept_by else None
         changes = None
         if _versioned(table, versioned):
-            changes = record_changes(
-                cur, table, cluster_name, at or load_time(cur), rows=loaded, rows_before=before
-            )
+            changes = record_changes(cur, table, cluster_name, at or load_time(cur))
         cur.execute(
             INSERT_LOAD_SQL,
             _load_row(

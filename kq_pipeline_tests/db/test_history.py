@@ -56,11 +56,7 @@ def history_rows(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT count(*) FROM history.kubernetes_pods").fetchone()[0]
 
 
-@pytest.mark.parametrize("precheck", [history.PRECHECK_MAX_ROWS, 0], ids=["small-table-check", "always-diff"])
-def test_as_of_returns_each_loads_snapshot_and_the_change_feed_says_what_happened(
-    pg_dsn, precheck, monkeypatch
-):
-    monkeypatch.setattr(history, "PRECHECK_MAX_ROWS", precheck)
+def test_as_of_returns_each_loads_snapshot_and_the_change_feed_says_what_happened(pg_dsn):
     t1, t2, t3 = T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)
     first = pods(4)
     second = pods(4)
@@ -87,9 +83,7 @@ def test_as_of_returns_each_loads_snapshot_and_the_change_feed_says_what_happene
         ]
 
 
-@pytest.mark.parametrize("precheck", [history.PRECHECK_MAX_ROWS, 0], ids=["small-table-check", "always-diff"])
-def test_unchanged_refreshes_add_no_history_rows(pg_dsn, precheck, monkeypatch):
-    monkeypatch.setattr(history, "PRECHECK_MAX_ROWS", precheck)
+def test_unchanged_refreshes_add_no_history_rows(pg_dsn):
     with psycopg.connect(pg_dsn) as conn:
         load(conn, "c1", pods(50), T0)
         before = history_rows(conn)
