@@ -46,18 +46,13 @@ def _rows(kubeconfig: Path) -> dict[str, list]:
     """Every table's rows of the simulated cluster, extracted once."""
     from kq_pipeline.extract.native import extract_cluster
     from kq_pipeline.kube.kubeconfig import access_from_kubeconfig
+    from kq_pipeline.registry import TABLES
 
-    extract = extract_cluster(access_from_kubeconfig(str(kubeconfig), CLUSTER), CLUSTER, _tables())
+    extract = extract_cluster(access_from_kubeconfig(str(kubeconfig), CLUSTER), CLUSTER, list(TABLES))
     failed = [t for t, e in extract.tables.items() if e.rows is None]
     if failed:
         raise RuntimeError(f"extraction failed: {failed}")
     return {t: e.rows or [] for t, e in extract.tables.items()}
-
-
-def _tables() -> list[str]:
-    from kq_pipeline.registry import TABLES
-
-    return list(TABLES)
 
 
 def _load_all(dsn: str, rows: dict[str, list], cluster: str) -> float:

@@ -304,12 +304,12 @@ def frames_ahead(jobs: Sequence[tuple[str, Callable[[], Framed]]]) -> Iterator[t
             yield table, job()
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kq-frames") as pool:
-        pending = [(table, pool.submit(job)) for table, job in jobs[:1]]
-        for i in range(len(jobs)):
-            table, future = pending.pop(0)
-            if i + 1 < len(jobs):
-                pending.append((jobs[i + 1][0], pool.submit(jobs[i + 1][1])))
-            yield table, future.result()
+        following = pool.submit(jobs[0][1]) if jobs else None
+        for i, (table, _) in enumerate(jobs):
+            current = following
+            following = pool.submit(jobs[i + 1][1]) if i + 1 < len(jobs) else None
+            assert current is not None
+            yield table, current.result()
 
 
 def _load_table(
@@ -330,10 +330,12 @@ def _load_table(
         error = te.error or f"cluster {cluster}: table {table}: extraction failed"
         record_failed_load(conn, table, cluster, error=error, run_id=run_id, started_at=started)
         return TableOutcome(table, None, None, 0, te.duration_s, error=error)
+    if framed.typed is None:  # the frame could not be built
+        error = framed.error or f"cluster {cluster}: table {table}: load failed"
+        record_failed_load(conn, table, cluster, error=error, run_id=run_id, started_at=started)
+        return TableOutcome(table, framed.rows, None, 0, te.duration_s, error=error)
     spent = te.duration_s + framed.duration_s
     try:
-        if framed.typed is None:
-            raise _FrameFailed(framed.error or "")
         result = replace_snapshot(
             conn,
             table,
@@ -352,11 +354,7 @@ def _load_table(
     except Exception as exc:
         if conn.closed or conn.broken:
             raise  # the cluster's transaction is gone: every table fails, recorded by the caller
-        error = (
-            str(exc)
-            if isinstance(exc, _FrameFailed)
-            else f"cluster {cluster}: table {table}: load failed: {exc}"
-        )
+        error = f"cluster {cluster}: table {table}: load failed: {exc}"
         record_failed_load(conn, table, cluster, error=error, run_id=run_id, started_at=started)
         return TableOutcome(table, framed.rows, None, 0, te.duration_s, error=error)
     return TableOutcome(
@@ -370,10 +368,6 @@ def _load_table(
         parts=result.parts,
         changes=result.changes,
     )
-
-
-class _FrameFailed(Exception):
-    """The frame of a table could not be built (its message is the table's error)."""
 
 
 MAX_REASONS = 5

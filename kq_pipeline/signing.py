@@ -19,6 +19,7 @@ import hmac
 import json
 import os
 import secrets
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,9 @@ def inventory_key() -> bytes:
     return _read_key(path)
 
 
+@cache
 def _read_key(path: Path) -> bytes:
+    """The key file's key, read once per process and path (a sensor tick signs every listed row)."""
     key = path.read_text().strip()
     if len(key) < MIN_KEY_CHARS:
         raise SigningError(f"{path} holds no usable key (at least {MIN_KEY_CHARS} characters)")
