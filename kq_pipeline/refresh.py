@@ -17,7 +17,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -304,12 +304,23 @@ def frames_ahead(jobs: Sequence[tuple[str, Callable[[], Framed]]]) -> Iterator[t
             yield table, job()
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kq-frames") as pool:
-        following = pool.submit(jobs[0][1]) if jobs else None
+        following = _submit(pool, jobs[0][1]) if jobs else None
         for i, (table, _) in enumerate(jobs):
             current = following
-            following = pool.submit(jobs[i + 1][1]) if i + 1 < len(jobs) else None
+            following = _submit(pool, jobs[i + 1][1]) if i + 1 < len(jobs) else None
             assert current is not None
             yield table, current.result()
+
+
+def _submit(pool: ThreadPoolExecutor, job: Callable[[], Framed]) -> Future[Framed]:
+    """The job in the pool; or, once the interpreter is shutting down (Ctrl-C while a cluster is in
+    flight) and no new thread may start, built here, as without the lookahead."""
+    try:
+        return pool.submit(job)
+    except RuntimeError:
+        done: Future[Framed] = Future()
+        done.set_result(job())
+        return done
 
 
 def _load_table(

@@ -87,3 +87,29 @@ def test_a_cluster_removed_from_the_inventory_before_its_refresh_fails_by_name(p
     (outcome,) = refresh_clusters(pg_dsn, ["gone"], list(TABLES), run_id="r2", settings=RefreshSettings())
     assert not outcome.ok
     assert outcome.error == "cluster gone is not in the inventory (removed or never added)"
+
+
+def test_frames_are_built_one_ahead_in_order_and_inline_once_no_thread_may_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lookahead keeps the tables' order; at interpreter shutdown (Ctrl-C with a cluster in flight)
+    a new thread cannot start, and the frames are built inline instead of failing the cluster."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kq_pipeline import refresh
+
+    built: list[str] = []
+
+    def job(name: str):
+        return lambda: built.append(name) or refresh.Framed(len(name), None, None, None, 0.0)
+
+    jobs = [(t, job(t)) for t in ("a", "bb", "ccc")]
+    assert [(t, f.rows) for t, f in refresh.frames_ahead(jobs)] == [("a", 1), ("bb", 2), ("ccc", 3)]
+
+    def refuse(self, fn, *args, **kwargs):
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", refuse)
+    built.clear()
+    assert [t for t, _ in refresh.frames_ahead(jobs)] == ["a", "bb", "ccc"]
+    assert built == ["a", "bb", "ccc"]
